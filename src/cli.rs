@@ -1,0 +1,175 @@
+//! Command-line parsing and dispatch. Nothing here decides policy: each
+//! subcommand hands its arguments to the module that does the work.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, Overrides};
+use crate::output;
+use crate::render;
+
+/// Exit codes shared by every subcommand.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// `--check` found a difference, or `lint` found errors.
+    pub const FINDINGS: u8 = 1;
+    /// Bad input or usage.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "egressgen",
+    version,
+    about = "One SNI allowlist for Istio egress gateways: render the manifest, lint existing ones, enforce it locally.",
+    after_help = "Exit codes: 0 ok, 1 differences or lint errors, 2 bad input or usage.\nDocs: README.md"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render the complete egress-gateway manifest from one domain list.
+    Render(RenderArgs),
+    /// Print the JSON Schema of the EgressGateway config file.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
+pub struct RenderArgs {
+    /// EgressGateway config file.
+    #[arg(short = 'c', long = "config", value_name = "FILE", group = "source")]
+    pub config: Option<PathBuf>,
+    /// A domain to allow (repeatable); renders with every default, no config file.
+    #[arg(long = "domain", value_name = "DOMAIN", group = "source")]
+    pub domains: Vec<String>,
+    /// Istio version `X.Y`; picks the API versions (default 1.22, oldest 1.16).
+    #[arg(long, value_name = "X.Y")]
+    pub istio_version: Option<String>,
+    /// Write the manifest to FILE atomically instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "check")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 with a diff when FILE differs from what would be rendered.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(normalise_args(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+/// `egressgen --serve ...` is another spelling of `egressgen serve ...`.
+fn normalise_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "--serve") {
+        args[1] = "serve".into();
+    }
+    args
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Render(args) => cmd_render(args),
+        Command::Schema => {
+            print!("{}", config::json_schema());
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Loads the config from `-c FILE` or from `--domain` flags, printing notes
+/// (normalised or dropped domains) to stderr.
+pub fn load_config(
+    path: Option<&std::path::Path>,
+    domains: &[String],
+    overrides: &Overrides,
+) -> Result<Config> {
+    let (cfg, notes) = match path {
+        Some(p) => config::load(p, overrides)?,
+        None => config::from_domains(domains, overrides)?,
+    };
+    let mut err = std::io::stderr().lock();
+    for n in notes {
+        let _ = writeln!(err, "{n}");
+    }
+    Ok(cfg)
+}
+
+fn cmd_render(args: RenderArgs) -> Result<u8> {
+    let overrides = Overrides {
+        istio_version: args.istio_version.clone(),
+    };
+    let cfg = load_config(args.config.as_deref(), &args.domains, &overrides)?;
+    let rendered = render::render(&cfg)?;
+    for w in &rendered.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(path) = &args.check {
+        let current = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if current == rendered.manifest {
+            eprintln!("{} is up to date", path.display());
+            return Ok(exit::OK);
+        }
+        let diff = output::unified_diff(
+            &path.display().to_string(),
+            &current,
+            "rendered",
+            &rendered.manifest,
+            output::stdout_color(),
+        );
+        print!("{diff}");
+        eprintln!(
+            "{} differs from the rendered manifest; re-run `egressgen render -o {}`",
+            path.display(),
+            path.display()
+        );
+        return Ok(exit::FINDINGS);
+    }
+    match &args.output {
+        Some(path) => output::write_atomic(path, rendered.manifest.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(rendered.manifest.as_bytes())
+                .and_then(|_| out.flush())
+                .or_else(ignore_broken_pipe)?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `egressgen render | head` must not fail noisily.
+fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}

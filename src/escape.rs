@@ -1,0 +1,79 @@
+//! Safe display of untrusted text (domains, SNI, YAML values, file names)
+//! in terminals and logs.
+//!
+//! Anything outside printable ASCII is shown as `\u{..}`, so an input can
+//! never move the cursor, fake a log line or hide characters. Long inputs are
+//! cut, so one value cannot flood a terminal.
+
+use std::fmt::Write;
+
+/// Longest untrusted value shown, in characters.
+pub const MAX_SHOWN: usize = 300;
+
+/// `s` escaped, without quotes.
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_SHOWN) + 2);
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_SHOWN {
+            let _ = write!(
+                out,
+                "...({} more bytes)",
+                s.len() - s.char_indices().nth(i).map_or(0, |(b, _)| b)
+            );
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '`' => out.push_str("\\`"),
+            ' '..='~' => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            _ => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+    }
+    out
+}
+
+/// `s` escaped and wrapped in backticks, for messages.
+pub fn quoted(s: &str) -> String {
+    format!("`{}`", escaped(s))
+}
+
+/// Bytes that may not be UTF-8 (an SNI off the wire), escaped.
+pub fn escaped_bytes(b: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in b.utf8_chunks() {
+        out.push_str(&escaped(chunk.valid()));
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+        if out.len() > MAX_SHOWN * 4 {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_unicode_are_escaped() {
+        assert_eq!(quoted("a.com\"\n- evil: 1"), "`a.com\"\\n- evil: 1`");
+        assert_eq!(escaped("\u{1b}[2J\u{202e}x"), "\\u{1b}[2J\\u{202e}x");
+        assert_eq!(escaped("back`tick\\"), "back\\`tick\\\\");
+        assert_eq!(escaped_bytes(b"a\0b\xff"), "a\\u{0}b\\xff");
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let s = "a".repeat(1000);
+        let e = escaped(&s);
+        assert!(e.starts_with(&"a".repeat(MAX_SHOWN)));
+        assert!(e.ends_with("...(700 more bytes)"), "{e}");
+    }
+}

@@ -1,0 +1,9 @@
+//! egressgen: one SNI allowlist for Istio egress gateways, rendered, linted
+//! and enforced locally. See ARCHITECTURE.md for the map of the code.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod escape;
+pub mod output;
+pub mod render;

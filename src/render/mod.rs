@@ -1,0 +1,354 @@
+//! Renders a [`Config`] into the multi-document manifest.
+//!
+//! One minijinja template per resource lives in `templates/`, embedded in
+//! the binary. This module decides which documents exist (splitting long
+//! host lists to respect Kubernetes and Istio limits) and builds each
+//! template's context; the templates decide the YAML; [`yaml`] makes every
+//! interpolated value YAML-safe.
+
+pub mod yaml;
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::config::{Config, LookupFamily, Resources};
+
+/// The templates, in the order their documents appear.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("header", include_str!("../../templates/header.yaml.j2")),
+    (
+        "serviceaccount",
+        include_str!("../../templates/serviceaccount.yaml.j2"),
+    ),
+    ("service", include_str!("../../templates/service.yaml.j2")),
+    (
+        "deployment",
+        include_str!("../../templates/deployment.yaml.j2"),
+    ),
+    ("role", include_str!("../../templates/role.yaml.j2")),
+    (
+        "rolebinding",
+        include_str!("../../templates/rolebinding.yaml.j2"),
+    ),
+    ("gateway", include_str!("../../templates/gateway.yaml.j2")),
+    (
+        "destinationrule",
+        include_str!("../../templates/destinationrule.yaml.j2"),
+    ),
+    (
+        "virtualservice",
+        include_str!("../../templates/virtualservice.yaml.j2"),
+    ),
+    (
+        "keepalive",
+        include_str!("../../templates/keepalive.yaml.j2"),
+    ),
+    (
+        "serviceentry",
+        include_str!("../../templates/serviceentry.yaml.j2"),
+    ),
+    (
+        "telemetry",
+        include_str!("../../templates/telemetry.yaml.j2"),
+    ),
+    (
+        "envoyfilter",
+        include_str!("../../templates/envoyfilter.yaml.j2"),
+    ),
+];
+
+/// `spec.hosts` of a ServiceEntry holds at most this many items (CRD
+/// `maxItems`).
+pub const SERVICE_ENTRY_MAX_HOSTS: usize = 256;
+
+/// Largest object `kubectl apply` can store: its last-applied-configuration
+/// annotation (the object as compact JSON) must fit the 256 KiB limit on all
+/// annotations together (`TotalAnnotationSizeLimitB`).
+pub const OBJECT_LIMIT_BYTES: usize = 256 * 1024;
+
+/// Budget for one VirtualService's hosts, as JSON bytes. It leaves room for
+/// the rest of the object and for annotations added by other tools.
+const VIRTUAL_SERVICE_HOST_BUDGET: usize = 200 * 1024;
+
+/// The access log line of the internal listener: the TCP-relevant fields of
+/// the reference's format, one connection per line.
+const ACCESS_LOG_FORMAT: &str = "[%START_TIME%] %REQUESTED_SERVER_NAME% %RESPONSE_FLAGS% \
+%CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% \
+%BYTES_SENT% %DURATION% \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% \
+%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%\n";
+
+/// The output of a render.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub manifest: String,
+    /// Things the user should know (printed on stderr by the CLI).
+    pub warnings: Vec<String>,
+}
+
+/// A template failed to render. This is a bug in egressgen, never bad input.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: template `{template}` failed to render: {source}")]
+pub struct Error {
+    template: String,
+    #[source]
+    source: minijinja::Error,
+}
+
+#[derive(Serialize)]
+struct Api {
+    networking: &'static str,
+    telemetry: &'static str,
+    envoy_filter: &'static str,
+}
+
+#[derive(Serialize)]
+struct GatewayCtx<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    deployment: &'a str,
+    service_account: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    service_port: u16,
+    target_port: u16,
+    replicas: u32,
+    resources: &'a Resources,
+    openshift: bool,
+    /// The Service's cluster-local FQDN, as VirtualService and
+    /// DestinationRule `host`.
+    host: String,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    version: &'static str,
+    istio_version: String,
+    domain_count: usize,
+    api: Api,
+    gateway: GatewayCtx<'a>,
+    config_namespace: &'a str,
+    subset: &'a str,
+    upstream_port: u16,
+    lookup_family: LookupFamily,
+    access_log: bool,
+    access_log_format: &'static str,
+    domains: &'a [String],
+}
+
+/// One of several objects that share a host list.
+#[derive(Serialize)]
+struct Chunk<'a> {
+    name: String,
+    index: usize,
+    count: usize,
+    hosts: &'a [String],
+}
+
+/// Renders the manifest for `cfg`. Same input, same bytes.
+pub fn render(cfg: &Config) -> Result<Rendered, Error> {
+    let env = environment();
+    let domains: Vec<String> = cfg
+        .allowlist
+        .entries()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let g = &cfg.gateway;
+    let ctx = Context {
+        version: env!("CARGO_PKG_VERSION"),
+        istio_version: cfg.istio.to_string(),
+        domain_count: domains.len(),
+        api: Api {
+            networking: cfg.istio.networking_api(),
+            telemetry: cfg.istio.telemetry_api(),
+            envoy_filter: cfg.istio.envoy_filter_api(),
+        },
+        gateway: GatewayCtx {
+            name: &g.name,
+            namespace: &g.namespace,
+            deployment: &g.deployment,
+            service_account: &g.service_account,
+            labels: &g.labels,
+            service_port: g.service_port,
+            target_port: g.target_port,
+            replicas: g.replicas,
+            resources: &g.resources,
+            openshift: g.openshift,
+            host: format!("{}.{}.svc.cluster.local", g.name, g.namespace),
+        },
+        config_namespace: &cfg.config_namespace,
+        subset: &cfg.name,
+        upstream_port: cfg.upstream_port,
+        lookup_family: cfg.lookup_family,
+        access_log: cfg.access_log,
+        access_log_format: ACCESS_LOG_FORMAT,
+        domains: &domains,
+    };
+    let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+
+    let mut docs = Vec::new();
+    let mut one = |name: &str, extra: Option<minijinja::Value>| -> Result<(), Error> {
+        let tmpl = env.get_template(name).map_err(|source| Error {
+            template: name.to_string(),
+            source,
+        })?;
+        let result = match extra {
+            Some(chunk) => tmpl.render(minijinja::context! { chunk => chunk, ..ctx.clone() }),
+            None => tmpl.render(&ctx),
+        };
+        docs.push(result.map_err(|source| Error {
+            template: name.to_string(),
+            source,
+        })?);
+        Ok(())
+    };
+
+    for name in [
+        "serviceaccount",
+        "service",
+        "deployment",
+        "role",
+        "rolebinding",
+        "gateway",
+        "destinationrule",
+    ] {
+        one(name, None)?;
+    }
+    let vs_base = format!("direct-{}-through-egress-gateway", cfg.name);
+    for chunk in chunks(&vs_base, &domains, virtual_service_split(&domains)) {
+        one(
+            "virtualservice",
+            Some(minijinja::Value::from(minijinja::value::Serde(&chunk))),
+        )?;
+    }
+    one("keepalive", None)?;
+    let se_split: Vec<usize> = (SERVICE_ENTRY_MAX_HOSTS..domains.len())
+        .step_by(SERVICE_ENTRY_MAX_HOSTS)
+        .collect();
+    for chunk in chunks(&cfg.name, &domains, se_split) {
+        one(
+            "serviceentry",
+            Some(minijinja::Value::from(minijinja::value::Serde(&chunk))),
+        )?;
+    }
+    if cfg.access_log {
+        one("telemetry", None)?;
+    }
+    one("envoyfilter", None)?;
+
+    let mut warnings = Vec::new();
+    let filter_bytes = envoy_filter_json_estimate(&domains);
+    if filter_bytes > OBJECT_LIMIT_BYTES {
+        warnings.push(format!(
+            "the EnvoyFilter holds all {} server names and is about {} KiB, over the {} KiB that \
+             client-side `kubectl apply` can store in its last-applied annotation; apply with \
+             `kubectl apply --server-side` (or fewer, wider wildcards)",
+            domains.len(),
+            filter_bytes / 1024,
+            OBJECT_LIMIT_BYTES / 1024
+        ));
+    }
+
+    let header = env
+        .get_template("header")
+        .and_then(|t| t.render(&ctx))
+        .map_err(|source| Error {
+            template: "header".into(),
+            source,
+        })?;
+    let mut manifest = String::with_capacity(docs.iter().map(|d| d.len() + 4).sum::<usize>() + 256);
+    manifest.push_str(&header);
+    manifest.push('\n');
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            manifest.push_str("---\n");
+        }
+        manifest.push_str(doc);
+        manifest.push('\n');
+    }
+    Ok(Rendered { manifest, warnings })
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_formatter(|out, _state, value| {
+        yaml::write_value(out, value).map_err(|_| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::WriteFailure,
+                "cannot write a YAML value",
+            )
+        })
+    });
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .expect("embedded templates parse (tested)");
+    }
+    env
+}
+
+/// Splits `items` at the given indices into named chunks: `base`, then
+/// `base-2`, `base-3`, ... so the first object keeps its name as lists grow.
+fn chunks<'a>(base: &str, items: &'a [String], splits: Vec<usize>) -> Vec<Chunk<'a>> {
+    let mut bounds = vec![0];
+    bounds.extend(splits);
+    bounds.push(items.len());
+    let count = bounds.len() - 1;
+    bounds
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| Chunk {
+            name: if i == 0 {
+                base.to_string()
+            } else {
+                format!("{base}-{}", i + 1)
+            },
+            index: i + 1,
+            count,
+            hosts: &items[w[0]..w[1]],
+        })
+        .collect()
+}
+
+/// JSON bytes a host costs in a list: quotes and a comma.
+fn json_item_bytes(host: &str) -> usize {
+    host.len() + 3
+}
+
+/// Where to split VirtualService hosts so each object stays well under the
+/// object limit. Each host appears twice: in `hosts` and in `sniHosts`.
+fn virtual_service_split(hosts: &[String]) -> Vec<usize> {
+    let mut splits = Vec::new();
+    let mut used = 0;
+    for (i, h) in hosts.iter().enumerate() {
+        let cost = 2 * json_item_bytes(h);
+        if used + cost > VIRTUAL_SERVICE_HOST_BUDGET && i > 0 {
+            splits.push(i);
+            used = 0;
+        }
+        used += cost;
+    }
+    splits
+}
+
+/// Compact-JSON size of the EnvoyFilter: its fixed part plus the names.
+fn envoy_filter_json_estimate(hosts: &[String]) -> usize {
+    const FIXED: usize = 4 * 1024;
+    FIXED + hosts.iter().map(|h| json_item_bytes(h)).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_names_keep_the_first_stable() {
+        let items: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        let c = chunks("se", &items, vec![2, 4]);
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["se", "se-2", "se-3"]);
+        assert_eq!(c[2].hosts, ["4"]);
+        assert_eq!(chunks("se", &items, vec![]).len(), 1);
+    }
+}
