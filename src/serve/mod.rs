@@ -1,0 +1,2 @@
+//! `egressgen serve`: a local SNI proxy that enforces the allowlist.
+pub mod hello;
