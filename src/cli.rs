@@ -40,6 +40,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the JSON Schema of the EgressGateway config file.
     Schema,
+    /// Run a local SNI proxy that enforces the allowlist (also `--serve`).
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +102,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             print!("{}", config::json_schema());
             Ok(exit::OK)
         }
+        Command::Serve(args) => crate::serve::run(args),
     }
 }
 
