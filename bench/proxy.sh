@@ -15,7 +15,7 @@
 #
 # Knobs (environment): ROUNDS=5 DURATION=4 (seconds per wrk run) LAT_SAMPLES=300
 #   IDLE_CONNS=10000 WRK_THREADS=2 WRK_CONNS=16 SKIP_BUILD=1 SKIP_IDLE=1
-#   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy"
+#   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" TESTS="bulk conn keepalive latency"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +38,7 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 WRK_THREADS=${WRK_THREADS:-2}
 WRK_CONNS=${WRK_CONNS:-16}
 PEERS=${PEERS:-"direct egressgen nginx haproxy haproxy-splice sniproxy"}
+TESTS=${TESTS:-"bulk conn keepalive latency"}
 SNI=api.bench.test
 DENIED=denied.bench.test
 
@@ -231,7 +232,8 @@ EG_ARGS=(serve --listen "127.0.0.1:${PORT[egressgen]}"
   --resolve "api.bench.test=127.0.0.1:$BACKEND_PORT"
   --resolve "registry.example.org=127.0.0.1:$BACKEND_PORT"
   --resolve "*.cdn.bench.test=127.0.0.1:$BACKEND_PORT"
-  --max-connections 20000)
+  --max-connections 20000
+  --access-log off) # the peers are configured without an access log too
 # shellcheck disable=SC2206 # word splitting of extra flags is intended
 EG_ARGS+=(${EG_EXTRA:-})
 
@@ -372,10 +374,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
   order=()
   for ((i = 0; i < n; i++)); do order+=("${LIST[$(((i + r - 1) % n))]}"); done
   log "round $r/$ROUNDS: ${order[*]} (load $(cut -d' ' -f1 /proc/loadavg))"
-  for p in "${order[@]}"; do run_bulk "$r" "$p"; done
-  for p in "${order[@]}"; do run_wrk "$r" "$p" conn; done
-  for p in "${order[@]}"; do run_wrk "$r" "$p" keepalive; done
-  for p in "${order[@]}"; do run_latency "$r" "$p"; done
+  for t in $TESTS; do
+    for p in "${order[@]}"; do
+      case $t in
+        bulk) run_bulk "$r" "$p" ;;
+        conn | keepalive) run_wrk "$r" "$p" "$t" ;;
+        latency) run_latency "$r" "$p" ;;
+      esac
+    done
+  done
 done
 
 # ---------------------------------------------------------------- idle connections
