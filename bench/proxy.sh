@@ -14,7 +14,8 @@
 # step is bounded in time. Needs root (apt, and a private mount namespace for /etc/hosts).
 #
 # Knobs (environment): ROUNDS=5 DURATION=4 (seconds per wrk run) LAT_SAMPLES=300
-#   IDLE_CONNS=10000 WRK_THREADS=2 WRK_CONNS=16 SKIP_BUILD=1 SKIP_IDLE=1
+#   IDLE_CONNS=10000 WRK_THREADS=2 WRK_CONNS=16 SKIP_BUILD=1 SKIP_IDLE=1 EG_EXTRA="--workers 1"
+#   PROFILE=1 (perf-sample egressgen's runs; PROFILE_CALLGRAPH=1 adds DWARF call graphs)
 #   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" TESTS="bulk conn keepalive latency"
 set -euo pipefail
 
@@ -44,7 +45,7 @@ DENIED=denied.bench.test
 
 BACKEND_PORT=18443
 declare -A PORT=([direct]=$BACKEND_PORT [egressgen]=18401 [nginx]=18402 [haproxy]=18403
-  [haproxy-splice]=18404 [sniproxy]=18405)
+  [haproxy-splice]=18404 [sniproxy]=18405 [egressgen-alt]=18406)
 declare -A PID=()
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -111,7 +112,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
 
-for name in direct egressgen nginx haproxy haproxy-splice sniproxy; do
+for name in direct egressgen nginx haproxy haproxy-splice sniproxy egressgen-alt; do
   if [[ -n $(ss -ltnH "sport = :${PORT[$name]}") ]]; then
     echo "bench: port ${PORT[$name]} (for $name) is already in use" >&2
     exit 2
@@ -234,8 +235,15 @@ EG_ARGS=(serve --listen "127.0.0.1:${PORT[egressgen]}"
   --resolve "*.cdn.bench.test=127.0.0.1:$BACKEND_PORT"
   --max-connections 20000
   --access-log off) # the peers are configured without an access log too
+# A second egressgen in the same run, for before/after comparisons: peer `egressgen-alt`, run
+# from EG_ALT_BIN (default: the same binary) with EG_ALT_EXTRA flags.
+EG_ALT_ARGS=("${EG_ARGS[@]}")
+EG_ALT_ARGS[2]=127.0.0.1:${PORT[egressgen-alt]}
 # shellcheck disable=SC2206 # word splitting of extra flags is intended
 EG_ARGS+=(${EG_EXTRA:-})
+# shellcheck disable=SC2206
+EG_ALT_ARGS+=(${EG_ALT_EXTRA:-})
+EG_ALT_BIN=${EG_ALT_BIN:-$BIN}
 
 start() { # name, command...: run in the foreground of a background job, remember its PID
   local name=$1
@@ -263,6 +271,7 @@ for peer in $PEERS; do
   case $peer in
     direct) continue ;;
     egressgen) start egressgen "$BIN" "${EG_ARGS[@]}" ;;
+    egressgen-alt) start egressgen-alt "$EG_ALT_BIN" "${EG_ALT_ARGS[@]}" ;;
     nginx) start nginx nginx -p "$WORK" -c "$WORK/nginx.conf" -g 'daemon off;' ;;
     haproxy) start haproxy haproxy -db -f "$WORK/haproxy.cfg" ;;
     haproxy-splice) start haproxy-splice haproxy -db -f "$WORK/haproxy-splice.cfg" ;;
@@ -310,37 +319,71 @@ cpu_ticks() { # utime+stime of a peer's process and its children (nginx workers)
   echo "$total"
 }
 
+csw() { # voluntary + involuntary context switches of every thread of a peer's processes
+  [[ $1 == direct ]] && { echo 0; return; }
+  local pid
+  for pid in "${PID[$1]}" $(pgrep -P "${PID[$1]}" || true); do
+    cat /proc/"$pid"/task/*/status 2>/dev/null
+  done | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+
 cpu_json() { # peer, ticks before, ticks after -> JSON value (null for direct)
   if [[ $1 == direct ]]; then echo null; else
     awk -v a="$2" -v b="$3" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }'
   fi
 }
 
+# PROFILE=1: sample egressgen with perf (cpu-clock, so it works without hardware counters)
+# during each of its runs; the reports land next to the raw results.
+PERF_PID=""
+profile_start() { # round, peer, test
+  [[ -n "${PROFILE:-}" && $2 == egressgen ]] || return 0
+  perf record -q -e cpu-clock -F 1999 ${PROFILE_CALLGRAPH:+--call-graph dwarf} -p "${PID[egressgen]}" \
+    -o "$OUT/perf-$3-$1.data" >/dev/null 2>&1 &
+  PERF_PID=$!
+  sleep 0.3
+}
+profile_stop() { # round, peer, test
+  [[ -n $PERF_PID ]] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=""
+  perf report -i "$OUT/perf-$3-$1.data" --stdio --no-children --percent-limit 0.7 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' >"$OUT/perf-$3-$1.txt" || true
+}
+
 run_bulk() { # round, peer
   local port=${PORT[$2]} c0 c1 res size secs
+  profile_start "$1" "$2" bulk
   c0=$(cpu_ticks "$2")
   res=$(curl -sk --http1.1 --max-time 120 -o /dev/null -w '%{size_download} %{time_total}' \
     "https://$SNI:$port/1g" || echo "0 0")
   c1=$(cpu_ticks "$2")
+  profile_stop "$1" "$2" bulk
   read -r size secs <<<"$res"
   printf '{"test":"bulk","round":%d,"peer":"%s","bytes":%s,"secs":%s,"cpu_s":%s}\n' \
     "$1" "$2" "$size" "$secs" "$(cpu_json "$2" "$c0" "$c1")" >>"$RAW"
 }
 
 run_wrk() { # round, peer, test (conn|keepalive)
-  local port=${PORT[$2]} c0 c1 txt reqs rps errs hdr=()
+  local port=${PORT[$2]} c0 c1 s0 s1 txt reqs rps errs non2xx hdr=()
   [[ $3 == conn ]] && hdr=(-H 'Connection: close')
+  profile_start "$1" "$2" "$3"
+  s0=$(csw "$2")
   c0=$(cpu_ticks "$2")
   txt=$(timeout $((DURATION + 30)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --timeout 5s \
     "${hdr[@]}" "https://$SNI:$port/tiny" 2>&1 || true)
   c1=$(cpu_ticks "$2")
+  s1=$(csw "$2")
+  profile_stop "$1" "$2" "$3"
   printf '%s\n' "--- round $1 $2 $3" "$txt" >>"$OUT/wrk.log"
   reqs=$(awk '/requests in/ { print $1; exit }' <<<"$txt")
   rps=$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$txt")
   errs=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10; exit }' <<<"$txt")
   non2xx=$(awk '/Non-2xx/ { print $NF; exit }' <<<"$txt")
-  printf '{"test":"%s","round":%d,"peer":"%s","requests":%s,"rps":%s,"errors":%s,"non2xx":%s,"cpu_s":%s}\n' \
-    "$3" "$1" "$2" "${reqs:-0}" "${rps:-0}" "${errs:-0}" "${non2xx:-0}" "$(cpu_json "$2" "$c0" "$c1")" >>"$RAW"
+  printf '{"test":"%s","round":%d,"peer":"%s","requests":%s,"rps":%s,"errors":%s,"non2xx":%s,"cpu_s":%s,"csw":%s}\n' \
+    "$3" "$1" "$2" "${reqs:-0}" "${rps:-0}" "${errs:-0}" "${non2xx:-0}" "$(cpu_json "$2" "$c0" "$c1")" \
+    "$((s1 - s0))" >>"$RAW"
 }
 
 run_latency() { # round, peer
@@ -364,6 +407,7 @@ run_latency() { # round, peer
   echo "sniproxy: $(dpkg-query -W -f '${Version}' sniproxy 2>/dev/null)"
   echo "wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null), curl: $(curl --version | head -1 | cut -d' ' -f2), openssl: $(openssl version | cut -d' ' -f2)"
   echo "descriptor limit: $NOFILE"
+  [[ " $PEERS " == *" egressgen-alt "* ]] && echo "egressgen-alt: $EG_ALT_BIN ${EG_ALT_EXTRA:-}"
 } >"$OUT/machine.txt"
 
 # ---------------------------------------------------------------- alternating rounds

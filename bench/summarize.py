@@ -12,10 +12,11 @@ import sys
 from collections import defaultdict
 
 GIB = 1 << 30
-PEER_ORDER = ["direct", "egressgen", "nginx", "haproxy", "haproxy-splice", "sniproxy"]
+PEER_ORDER = ["direct", "egressgen", "egressgen-alt", "nginx", "haproxy", "haproxy-splice", "sniproxy"]
 LABEL = {
     "direct": "direct (limit)",
     "egressgen": "**egressgen serve**",
+    "egressgen-alt": "egressgen serve (alt)",
     "nginx": "nginx stream + ssl_preread",
     "haproxy": "HAProxy",
     "haproxy-splice": "HAProxy + splice-auto",
@@ -119,6 +120,19 @@ def main(path):
         f"Latency: TCP connect to finished TLS handshake, {n_lat} samples per peer pooled over the rounds."
     )
 
+    def csw_per_req(r):
+        return r["csw"] / r["requests"] if r.get("csw") is not None and r["requests"] else None
+
+    proxies = [p for p in peers if p != "direct"]
+    if any(series("conn", p, csw_per_req)[0] is not None for p in proxies):
+        out.append("")
+        out.append("| peer | proxy context switches per new connection | per keep-alive request |")
+        out.append("|---|---|---|")
+        for p in proxies:
+            a, _ = series("conn", p, csw_per_req)
+            b, _ = series("keepalive", p, csw_per_req)
+            out.append(f"| {LABEL.get(p, p)} | {fmt(a, '.2f')} | {fmt(b, '.2f')} |")
+
     if idle:
         out.append("")
         out.append("| peer | idle connections held | RSS before | RSS held | RSS per connection |")
@@ -135,7 +149,7 @@ def main(path):
 
     e = summary.get("egressgen")
     if e:
-        others = [summary[p] for p in peers if p not in ("direct", "egressgen")]
+        others = [summary[p] for p in peers if p not in ("direct", "egressgen", "egressgen-alt")]
 
         def best(key, lower):
             vals = [o[key] for o in others if o[key] is not None]
