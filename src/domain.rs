@@ -11,7 +11,7 @@
 //! name. So `*.example.com` matches `a.example.com` and `a.b.example.com`,
 //! but never `example.com`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -267,9 +267,12 @@ impl fmt::Display for Dropped {
 #[derive(Debug, Clone, Default)]
 pub struct Allowlist {
     entries: Vec<Pattern>,
-    exact: HashSet<String>,
-    /// Wildcard entries as Envoy keys them: `*.example.com`.
-    wildcard: HashSet<String>,
+    /// Exact names, to their index in `entries`.
+    exact: HashMap<String, usize>,
+    /// Wildcard entries by suffix (`example.com` for `*.example.com`), to
+    /// their index in `entries`. Envoy keys them `*.example.com`; keying by
+    /// the suffix lets a lookup probe without building a string.
+    wildcard: HashMap<String, usize>,
 }
 
 /// The answer to "may a connection with this SNI pass?".
@@ -381,20 +384,14 @@ impl Allowlist {
             }
         }
         kept.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        let exact = kept
-            .iter()
-            .filter_map(|p| match p {
-                Pattern::Exact(n) => Some(n.clone()),
-                Pattern::Wildcard(_) => None,
-            })
-            .collect();
-        let wildcard = kept
-            .iter()
-            .filter_map(|p| match p {
-                Pattern::Wildcard(_) => Some(p.to_string()),
-                Pattern::Exact(_) => None,
-            })
-            .collect();
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (i, p) in kept.iter().enumerate() {
+            match p {
+                Pattern::Exact(n) => exact.insert(n.clone(), i),
+                Pattern::Wildcard(n) => wildcard.insert(n.clone(), i),
+            };
+        }
         (
             Allowlist {
                 entries: kept,
@@ -434,11 +431,8 @@ impl Allowlist {
     /// lookup, taking the name exactly as given (no lowercasing, no
     /// validation). This is the rendered Envoy config's behaviour.
     pub fn lookup(&self, server_name: &str) -> Option<&Pattern> {
-        if self.exact.contains(server_name) {
-            return self.entries.iter().find(|p| match p {
-                Pattern::Exact(n) => n == server_name,
-                Pattern::Wildcard(_) => false,
-            });
+        if let Some(&i) = self.exact.get(server_name) {
+            return Some(&self.entries[i]);
         }
         // Envoy: `pos = server_name.find('.', 1)`, then while
         // `pos < size - 1`, try `"*" + server_name.substr(pos)`.
@@ -448,12 +442,8 @@ impl Allowlist {
             if bytes[pos] != b'.' {
                 continue;
             }
-            let suffix = &server_name[pos + 1..];
-            if self.wildcard.contains(&format!("*.{suffix}")) {
-                return self.entries.iter().find(|p| match p {
-                    Pattern::Wildcard(n) => n == suffix,
-                    Pattern::Exact(_) => false,
-                });
+            if let Some(&i) = self.wildcard.get(&server_name[pos + 1..]) {
+                return Some(&self.entries[i]);
             }
         }
         None

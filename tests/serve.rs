@@ -1003,3 +1003,53 @@ async fn serve_spelling_config_file_and_ipv6() {
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Flows past 1 MiB switch to splice(2) on Linux: bytes must stay exact,
+/// with half-close, both with and without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_flows_are_byte_exact_with_and_without_splice() {
+    for splice in [true, false] {
+        let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        let settings = Settings {
+            splice,
+            ..Settings::default()
+        };
+        let p = start(&["*.test.local"], &[format!("*={up_addr}")], settings).await;
+        // The backend echoes everything, then closes after the client's FIN.
+        tokio::spawn(async move {
+            let (s, _) = up.accept().await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut sent = build::records(&build::hello(Some(b"bulk.test.local"), false, 0), 1 << 14);
+        sent.extend_from_slice(&pattern(24 << 20, 9));
+        let c = TcpStream::connect(p.addr).await.unwrap();
+        let (mut r, mut w) = c.into_split();
+        let data = sent.clone();
+        let writer = tokio::spawn(async move {
+            for chunk in data.chunks(100_000) {
+                w.write_all(chunk).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert!(
+            got == sent,
+            "splice={splice}: {} of {} bytes back",
+            got.len(),
+            sent.len()
+        );
+        let log = p.log.lines(1).await;
+        let want = format!("bytes_received={} bytes_sent={}", sent.len(), sent.len());
+        assert!(
+            log[0].contains(&want) && log[0].ends_with("flags=-"),
+            "{}",
+            log[0]
+        );
+        p.stop().await;
+    }
+}

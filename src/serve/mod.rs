@@ -17,6 +17,8 @@ pub mod learn;
 pub mod log;
 pub mod proxy;
 pub mod resolve;
+#[cfg(target_os = "linux")]
+pub mod splice;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -78,6 +80,9 @@ pub struct ServeArgs {
     /// Forward every name and print, on exit, the domain list the app needs.
     #[arg(long)]
     pub learn: bool,
+    /// Never use splice(2); by default flows past 1 MiB use it (Linux).
+    #[arg(long)]
+    pub no_splice: bool,
     /// Worker threads [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -121,6 +126,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
         learn: args.learn,
+        splice: cfg!(target_os = "linux") && !args.no_splice,
     };
     let log = open_log(args.access_log.as_deref(), args.log_format)?;
     let workers = args

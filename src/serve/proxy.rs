@@ -8,6 +8,9 @@
 //! then bytes flow both ways; a FIN from one side becomes a `shutdown(WR)` on
 //! the other (half-close), as Envoy's `tcp_proxy` does.
 //!
+//! Flows that pass 1 MiB in one direction switch to `splice(2)` on Linux
+//! (see [`super::splice`]); short ones stay on plain reads and writes.
+//!
 //! Relay buffers exist only while bytes are in flight (see [`Half`]): they
 //! start at 16 KiB and grow to 64 KiB for bulk flows, and an idle connection
 //! gives them back, so idle connections stay small.
@@ -52,6 +55,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Forward every routable name, recording what the allowlist would say.
     pub learn: bool,
+    /// Use `splice(2)` for long flows (Linux); see [`super::splice`].
+    pub splice: bool,
 }
 
 impl Default for Settings {
@@ -65,6 +70,7 @@ impl Default for Settings {
             max_connections: 4096,
             drain_timeout: Duration::from_secs(10),
             learn: false,
+            splice: cfg!(target_os = "linux"),
         }
     }
 }
@@ -297,7 +303,7 @@ async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut 
     };
     out.sni = Some(name);
     let mut upstream = upstream;
-    let (up, down, end) = relay(&mut client, &mut upstream, buf, s.idle_timeout).await;
+    let (up, down, end) = relay(&mut client, &mut upstream, buf, s.idle_timeout, s.splice).await;
     out.received = up;
     out.sent = down;
     match end {
@@ -428,10 +434,14 @@ struct Half {
     eof: bool,
     done: bool,
     total: u64,
+    /// Switch to `splice(2)` once `total` passes `SPLICE_AFTER`.
+    splice: bool,
+    #[cfg(target_os = "linux")]
+    pipe: Option<super::splice::Pipe>,
 }
 
 impl Half {
-    fn new(pending: Vec<u8>) -> Half {
+    fn new(pending: Vec<u8>, splice: bool) -> Half {
         Half {
             buf: pending,
             pos: 0,
@@ -439,7 +449,46 @@ impl Half {
             eof: false,
             done: false,
             total: 0,
+            splice: splice && cfg!(target_os = "linux"),
+            #[cfg(target_os = "linux")]
+            pipe: None,
         }
+    }
+
+    /// Long flow, buffer drained: relay through a pipe from now on.
+    #[cfg(target_os = "linux")]
+    fn poll_splice(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &TcpStream,
+        w: &TcpStream,
+        progress: &mut bool,
+    ) -> Poll<io::Result<()>> {
+        if self.pipe.is_none() {
+            match super::splice::Pipe::new() {
+                Ok(p) => {
+                    self.pipe = Some(p);
+                    self.buf = Vec::new();
+                }
+                Err(_) => {
+                    // Out of fds: keep copying.
+                    self.splice = false;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let before = self.total;
+        let res = pipe.poll_relay(cx, r, w, &mut self.total);
+        if self.total != before {
+            *progress = true;
+        }
+        if ready!(res)? {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll(
@@ -463,6 +512,13 @@ impl Half {
                     self.buf.clear();
                 }
                 continue;
+            }
+            #[cfg(target_os = "linux")]
+            if self.splice && !self.eof && self.total >= super::splice::SPLICE_AFTER {
+                ready!(self.poll_splice(cx, r, w, progress))?;
+                if self.splice {
+                    continue;
+                }
             }
             if self.eof {
                 // Half-close: pass the FIN on. The peer may already be gone,
@@ -502,9 +558,10 @@ async fn relay(
     upstream: &mut TcpStream,
     pending: Vec<u8>,
     idle: Duration,
+    splice: bool,
 ) -> (u64, u64, Result<(), RelayError>) {
-    let mut up = Half::new(pending);
-    let mut down = Half::new(Vec::new());
+    let mut up = Half::new(pending, splice);
+    let mut down = Half::new(Vec::new(), splice);
     let mut last = Instant::now();
     // One timer per connection, re-armed lazily: progress only records the
     // time, and the timer is pushed back when it fires early.
