@@ -439,7 +439,7 @@ if [[ -z "${SKIP_IDLE:-}" ]]; then
     [[ $p == direct ]] && continue
     log "idle: $idle connections through $p"
     json=$(python3 "$ROOT/bench/idle.py" --port "${PORT[$p]}" --sni "$SNI" --conns "$idle" \
-      --pid "${PID[$p]}" --deadline 90 || echo '{"held":0,"attempted":0,"rss_before_kib":0,"rss_held_kib":0}')
+      --pid "${PID[$p]}" --deadline 45 || echo '{"held":0,"attempted":0,"rss_before_kib":0,"rss_held_kib":0}')
     printf '{"test":"idle","peer":"%s",%s\n' "$p" "${json#\{}" >>"$RAW"
     sleep 3 # let the proxy and the backend close them
   done
