@@ -11,9 +11,10 @@
 //! Flows that pass 1 MiB in one direction switch to `splice(2)` on Linux
 //! (see [`super::splice`]); short ones stay on plain reads and writes.
 //!
-//! Relay buffers are allocated only when a side first has data to read, start
-//! at 16 KiB and grow to 64 KiB for bulk flows, so idle connections stay
-//! small and small request/response exchanges stay cheap.
+//! Relay buffers are allocated only when a side has data to read and freed
+//! once it is written; they start at 16 KiB and grow to 64 KiB (and are kept)
+//! for bulk flows. Idle connections hold no buffer, and reads go into
+//! uninitialised capacity, so small exchanges cost no memset.
 //!
 //! The allow decision is [`Allowlist::decide`]; this module never matches
 //! names itself.
@@ -419,12 +420,13 @@ enum RelayError {
 
 /// One direction of the relay.
 struct Half {
-    /// Storage; bytes `pos..end` are waiting to be written.
+    /// Bytes `pos..buf.len()` are waiting to be written. The buffer is
+    /// allocated when data arrives and freed once written, unless the flow
+    /// is bulk (reads fill it), so idle connections hold no buffer.
     buf: Vec<u8>,
     pos: usize,
-    end: usize,
-    /// The last read filled the buffer: grow it once it drains.
-    grow: bool,
+    /// Capacity of the next buffer: grows while reads fill the buffer.
+    size: usize,
     eof: bool,
     done: bool,
     total: u64,
@@ -436,12 +438,10 @@ struct Half {
 
 impl Half {
     fn new(pending: Vec<u8>, splice: bool) -> Half {
-        let end = pending.len();
         Half {
             buf: pending,
             pos: 0,
-            end,
-            grow: false,
+            size: RELAY_START,
             eof: false,
             done: false,
             total: 0,
@@ -467,7 +467,7 @@ impl Half {
                     self.buf = Vec::new();
                 }
                 Err(_) => {
-                    // Out of fds: keep copying.
+                    // Out of file descriptors: keep copying.
                     self.splice = false;
                     return Poll::Ready(Ok(()));
                 }
@@ -495,24 +495,24 @@ impl Half {
         progress: &mut bool,
     ) -> Poll<io::Result<()>> {
         loop {
-            if self.pos < self.end {
-                let n = ready!(Pin::new(&mut *w).poll_write(cx, &self.buf[self.pos..self.end]))?;
+            if self.pos < self.buf.len() {
+                let n = ready!(Pin::new(&mut *w).poll_write(cx, &self.buf[self.pos..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 self.pos += n;
                 self.total += n as u64;
                 *progress = true;
-                if self.pos == self.end {
+                if self.pos == self.buf.len() {
                     self.pos = 0;
-                    self.end = 0;
-                    let want = if self.grow {
-                        (self.buf.len() * 4).min(RELAY_MAX)
+                    let filled = self.buf.len() == self.buf.capacity();
+                    if filled {
+                        self.size = (self.size * 4).min(RELAY_MAX);
+                    }
+                    if filled && self.buf.capacity() >= self.size {
+                        self.buf.clear(); // bulk: keep the big buffer
                     } else {
-                        RELAY_START
-                    };
-                    if self.buf.len() < want {
-                        self.buf.resize(want, 0);
+                        self.buf = Vec::new();
                     }
                 }
                 continue;
@@ -533,16 +533,15 @@ impl Half {
             }
             // Wait for data before allocating a buffer for it.
             ready!(r.poll_read_ready(cx))?;
-            if self.buf.len() < RELAY_START {
-                self.buf.resize(RELAY_START, 0);
+            if self.buf.capacity() == 0 {
+                self.buf = Vec::with_capacity(self.size);
             }
-            match r.try_read(&mut self.buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    self.end = n;
-                    self.grow = n == self.buf.len() && n < RELAY_MAX;
-                    *progress = true;
+            match r.try_read_buf(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.buf = Vec::new();
                 }
+                Ok(_) => *progress = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
