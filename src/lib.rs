@@ -7,3 +7,4 @@ pub mod domain;
 pub mod escape;
 pub mod output;
 pub mod render;
+pub mod schema;
