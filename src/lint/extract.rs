@@ -249,7 +249,7 @@ impl Model {
             (r.api_version.as_str(), r.kind.as_str()),
             ("v1", "Service") | ("apps/v1", "Deployment")
         );
-        if r.is_istio() || core {
+        if r.is_istio() || core || crate::schema::known(&r.api_version, &r.kind) {
             self.resources.push(r);
         }
     }
