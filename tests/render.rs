@@ -102,9 +102,7 @@ fn the_four_lists_agree() {
     };
     let of = |kind: &str| {
         docs.iter()
-            .find(|d| {
-                d["kind"] == kind && !d["spec"]["hosts"][0].as_str().is_some_and(|h| h == "*")
-            })
+            .find(|d| d["kind"] == kind && d["spec"]["hosts"][0] != "*")
             .unwrap()
     };
     let vs = of("VirtualService");
