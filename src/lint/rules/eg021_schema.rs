@@ -111,15 +111,19 @@ fn check(ctx: &mut Ctx) {
                     r.kind
                 ));
             } else {
-                message = format!(
-                    "{}: {}",
-                    if field_path.is_empty() {
-                        "object".to_string()
-                    } else {
-                        field_path.clone()
-                    },
-                    escaped(&v.message)
-                );
+                let shown_path = if field_path.is_empty() {
+                    "object".to_string()
+                } else {
+                    field_path.clone()
+                };
+                message = match node.and_then(Node::scalar_text) {
+                    Some(value) => format!(
+                        "{shown_path} is {}: {}",
+                        quoted(&value),
+                        escaped(&v.message)
+                    ),
+                    None => format!("{shown_path}: {}", escaped(&v.message)),
+                };
                 help = Some(format!(
                     "see the {} {} CRD schema",
                     escaped(&r.api_version),
