@@ -7,7 +7,10 @@
 //! every other document.
 
 use super::ResourceRef;
+use std::collections::{HashMap, HashSet};
+
 use super::load::{Document, Node, Pos, Value};
+use crate::domain::{DomainError, Normalised, Pattern};
 
 /// The annotation that silences codes on one resource.
 pub const IGNORE_ANNOTATION: &str = "egressgen.io/ignore";
@@ -92,6 +95,11 @@ pub struct Host {
     pub raw: String,
     pub at: Pos,
     pub field_path: String,
+    /// `domain::Pattern::parse` of `raw`, done once for every rule.
+    pub parsed: Result<(Pattern, Vec<Normalised>), DomainError>,
+    /// The key hosts are compared by: the normalised pattern. Invalid
+    /// entries have none; EG005 reports them and drift rules skip them.
+    pub key: Option<String>,
 }
 
 /// One list of hosts (one `hosts:`, `sniHosts:` or `server_names:`).
@@ -164,6 +172,8 @@ pub struct Model {
     /// `port_value` of the SNI forward proxy filters.
     pub port_values: Vec<PortAt>,
     pub patches: Vec<Patch>,
+    /// For each place present, the keys of the valid hosts it holds.
+    pub place_sets: HashMap<Place, HashSet<String>>,
 }
 
 impl Model {
@@ -186,6 +196,10 @@ impl Model {
         }
         for i in 0..m.resources.len() {
             m.extract(i);
+        }
+        for l in &m.lists {
+            let set = m.place_sets.entry(l.place).or_default();
+            set.extend(l.hosts.iter().filter_map(|h| h.key.clone()));
         }
         m
     }
@@ -493,10 +507,16 @@ fn host_list(place: Place, resource: usize, key: &Node, value: &Node, path: &str
         .items()
         .iter()
         .enumerate()
-        .map(|(i, h)| Host {
-            raw: h.scalar_text().unwrap_or_default(),
-            at: h.at,
-            field_path: format!("{path}[{i}]"),
+        .map(|(i, h)| {
+            let raw = h.scalar_text().unwrap_or_default();
+            let parsed = Pattern::parse(&raw);
+            Host {
+                key: parsed.as_ref().ok().map(|(p, _)| p.to_string()),
+                parsed,
+                raw,
+                at: h.at,
+                field_path: format!("{path}[{i}]"),
+            }
         })
         .collect();
     HostList {

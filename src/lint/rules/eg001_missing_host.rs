@@ -33,7 +33,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Ctx, Rule, first_list_locs, host_key, place_sets};
+use super::{Ctx, Rule, first_list_locs};
 use crate::escape::quoted;
 use crate::lint::Severity;
 
@@ -49,7 +49,7 @@ fn check(ctx: &mut Ctx) {
     if ctx.opts.config.is_some() {
         return;
     }
-    let sets = place_sets(ctx.model);
+    let sets = &ctx.model.place_sets;
     if sets.len() < 2 {
         return;
     }
@@ -59,7 +59,7 @@ fn check(ctx: &mut Ctx) {
     let mut order = Vec::new();
     for l in &ctx.model.lists {
         for h in &l.hosts {
-            let Some(k) = host_key(&h.raw) else { continue };
+            let Some(k) = &h.key else { continue };
             if seen.insert(k.clone()) {
                 order.push(k);
             }
@@ -67,7 +67,7 @@ fn check(ctx: &mut Ctx) {
     }
     let places = ctx.model.present_places();
     for key in order {
-        let have: Vec<_> = places.iter().filter(|p| sets[p].contains(&key)).collect();
+        let have: Vec<_> = places.iter().filter(|p| sets[p].contains(key)).collect();
         if have.len() == places.len() {
             continue;
         }
@@ -76,7 +76,7 @@ fn check(ctx: &mut Ctx) {
             .map(|p| format!("{} ({})", p.describe(), locs[p]))
             .collect::<Vec<_>>()
             .join(", ");
-        for p in places.iter().filter(|p| !sets[p].contains(&key)) {
+        for p in places.iter().filter(|p| !sets[p].contains(key)) {
             let Some(list) = ctx.model.lists_of(*p).next() else {
                 continue;
             };

@@ -24,7 +24,7 @@
 //! ```
 //! Or add the host to the other three lists, if it should be allowed.
 
-use super::{Ctx, Rule, host_key, place_sets};
+use super::{Ctx, Rule};
 use crate::escape::quoted;
 use crate::lint::Severity;
 
@@ -40,7 +40,7 @@ fn check(ctx: &mut Ctx) {
     if ctx.opts.config.is_some() {
         return;
     }
-    let sets = place_sets(ctx.model);
+    let sets = &ctx.model.place_sets;
     if sets.len() < 2 {
         return;
     }
@@ -48,12 +48,12 @@ fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     for l in &model.lists {
         for h in &l.hosts {
-            let Some(key) = host_key(&h.raw) else {
+            let Some(key) = &h.key else {
                 continue;
             };
             let missing: Vec<&str> = places
                 .iter()
-                .filter(|p| !sets[p].contains(&key))
+                .filter(|p| !sets[p].contains(key))
                 .map(|p| p.describe())
                 .collect();
             if missing.is_empty() {

@@ -26,7 +26,7 @@
 //! ```
 //! Or add the host to `spec.domains` in the config and run `egressgen render`.
 
-use super::{Ctx, Rule, config_hosts, host_key};
+use super::{Ctx, Rule, config_hosts};
 use crate::escape::quoted;
 use crate::lint::Severity;
 
@@ -46,10 +46,10 @@ fn check(ctx: &mut Ctx) {
     let config = ctx.opts.config_name.clone();
     for l in &model.lists {
         for h in &l.hosts {
-            let Some(key) = host_key(&h.raw) else {
+            let Some(key) = &h.key else {
                 continue;
             };
-            if truth.contains(&key) {
+            if truth.contains(key) {
                 continue;
             }
             ctx.report(

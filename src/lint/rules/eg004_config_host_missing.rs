@@ -26,7 +26,7 @@
 //! ```
 //! Run `egressgen render -c egress.yaml -o manifest.yaml` to rewrite all four.
 
-use super::{Ctx, Rule, config_hosts, place_sets};
+use super::{Ctx, Rule, config_hosts};
 use crate::escape::quoted;
 use crate::lint::Severity;
 
@@ -42,7 +42,7 @@ fn check(ctx: &mut Ctx) {
     let (Some(_), Some(cfg)) = (config_hosts(ctx.opts), ctx.opts.config.as_ref()) else {
         return;
     };
-    let sets = place_sets(ctx.model);
+    let sets = &ctx.model.place_sets;
     let config = ctx.opts.config_name.clone();
     let model = ctx.model;
     for place in model.present_places() {

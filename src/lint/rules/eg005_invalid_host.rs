@@ -26,7 +26,6 @@
 //! ```
 
 use super::{Ctx, Rule};
-use crate::domain::Pattern;
 use crate::escape::quoted;
 use crate::lint::Severity;
 
@@ -42,7 +41,7 @@ fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     for l in &model.lists {
         for h in &l.hosts {
-            match Pattern::parse(&h.raw) {
+            match &h.parsed {
                 Err(e) => ctx.report(
                     l.resource,
                     h.at,

@@ -52,9 +52,9 @@ fn check(ctx: &mut Ctx) {
             .filter(|(_, l)| l.place == place)
         {
             for (hi, h) in l.hosts.iter().enumerate() {
-                if let Ok((p, _)) = Pattern::parse(&h.raw) {
+                if let Ok((p, _)) = &h.parsed {
                     occurrences.entry(p.clone()).or_default().push((li, hi));
-                    patterns.push(p);
+                    patterns.push(p.clone());
                 }
             }
         }

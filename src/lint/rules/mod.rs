@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use super::extract::{Model, Resource};
 use super::load::Pos;
 use super::{Finding, Options, Severity};
-use crate::domain::Pattern;
 
 mod eg001_missing_host;
 mod eg002_stray_host;
@@ -168,24 +167,6 @@ impl<'a> Ctx<'a> {
     pub fn finish(self) -> Vec<Finding> {
         self.findings
     }
-}
-
-/// The key two hosts are compared by: the normalised pattern. Invalid
-/// entries have none; EG005 reports them and drift rules skip them.
-pub fn host_key(raw: &str) -> Option<String> {
-    Pattern::parse(raw).ok().map(|(p, _)| p.to_string())
-}
-
-/// For each place present, the set of host keys it holds.
-pub fn place_sets(
-    model: &Model,
-) -> HashMap<super::extract::Place, std::collections::HashSet<String>> {
-    let mut sets: HashMap<_, std::collections::HashSet<String>> = HashMap::new();
-    for l in &model.lists {
-        let set = sets.entry(l.place).or_default();
-        set.extend(l.hosts.iter().filter_map(|h| host_key(&h.raw)));
-    }
-    sets
 }
 
 /// The normalised config domains, when `--config` is given.
