@@ -85,10 +85,10 @@ fn check(ctx: &mut Ctx) {
                 resource,
                 at,
                 &path,
-                format!("{} is missing from {}; it is in {where_}", quoted(&key), p.describe()),
+                format!("{} is missing from {}; it is in {where_}", quoted(key), p.describe()),
                 Some(format!(
                     "add {} here, or remove it from the other lists; `egressgen render` writes all four from one list",
-                    quoted(&key)
+                    quoted(key)
                 )),
             );
         }
