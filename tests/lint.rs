@@ -330,15 +330,14 @@ fn kind_list_items_have_their_own_lines() {
     assert_eq!(telemetry.resource.as_ref().unwrap().name, "mesh-default");
 }
 
-/// The lint table in README.md (or docs/lint.md until the lead folds it
-/// in) is generated from the rule docs; regenerate it with
+/// The lint table in README.md is generated from the rule docs; regenerate it with
 /// `UPDATE_README=1 cargo test --test lint readme`.
 #[test]
 fn readme_table_matches_rule_docs() {
     let (start, end) = ("<!-- lint-rules:start -->\n", "<!-- lint-rules:end -->");
     let table = lint::rules::markdown_table();
     let mut checked = 0;
-    for file in ["README.md", "docs/lint.md"] {
+    for file in ["README.md"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
