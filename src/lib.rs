@@ -6,4 +6,5 @@ pub mod config;
 pub mod domain;
 pub mod escape;
 pub mod output;
+pub mod plugin;
 pub mod render;
