@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use saphyr::{LoadableYamlNode, Yaml, YamlLoader};
+use saphyr::{Yaml, YamlLoader};
 
 /// Inputs larger than this are refused rather than read.
 pub const MAX_INPUT_BYTES: usize = 256 * 1024 * 1024;
