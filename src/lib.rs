@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod escape;
+pub mod lint;
 pub mod output;
 pub mod plugin;
 pub mod render;
