@@ -59,7 +59,10 @@ pub struct FnArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum FnCommand {}
+pub enum FnCommand {
+    /// Validator: run the lint rules over the items (against the functionConfig, if any) and report them as results.
+    Lint,
+}
 
 #[derive(Debug, Args)]
 pub struct KustomizePluginArgs {
@@ -184,6 +187,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Fn(args) => match args.command {
             None => Ok(plugin::run_generator()),
+            Some(FnCommand::Lint) => Ok(plugin::run_validator()),
         },
         Command::KustomizePlugin(args) => match args.command {
             KustomizePluginCommand::Install { dir } => {

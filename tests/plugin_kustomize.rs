@@ -66,6 +66,25 @@ impl Sandbox {
     }
 }
 
+/// `egressgen lint -` on a built manifest.
+fn lint(manifest: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(["lint", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn render(config: &Path) -> String {
     let out = run(Command::new(bin()).args(["render", "-c"]).arg(config));
     assert_ok(&out);
@@ -129,6 +148,20 @@ fn renaming_transformers_break_the_wiring() {
         assert!(
             problems.iter().any(|p| p.contains(expect)),
             "{overlay}: {problems:?}"
+        );
+        // And `egressgen lint` catches it: the route no longer reaches the
+        // gateway Service.
+        let linted = lint(&stdout(&out));
+        assert_eq!(
+            linted.status.code(),
+            Some(1),
+            "{overlay}: {}",
+            stdout(&linted)
+        );
+        assert!(
+            stdout(&linted).contains("error[EG012]"),
+            "{overlay}: {}",
+            stdout(&linted)
         );
     }
 }

@@ -428,7 +428,7 @@ fn generate_items(
 
 /// The config from a `functionConfig`: an `EgressGateway` object, or the
 /// kpt ConfigMap form.
-fn function_config(fc: &Node) -> Result<(Config, Vec<Note>), Box<ResultItem>> {
+pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<Note>), Box<ResultItem>> {
     let file = file_of(fc);
     let kind = fc.get("kind").and_then(Node::as_str).unwrap_or_default();
     let api = fc

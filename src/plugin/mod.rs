@@ -8,6 +8,7 @@
 pub mod krm;
 pub mod kustomize;
 pub mod node;
+pub mod validator;
 
 use std::io::Read;
 use std::sync::mpsc;
@@ -86,6 +87,17 @@ pub fn finish(outcome: krm::Outcome) -> u8 {
 pub fn run_generator() -> u8 {
     match read_stdin(None) {
         Ok(Some(text)) => finish(krm::generate(&text)),
+        Ok(None) => finish(krm::failure(
+            "stdin is empty; expected a ResourceList".into(),
+        )),
+        Err(e) => finish(krm::failure(e)),
+    }
+}
+
+/// `egressgen fn lint`: the validator on stdin.
+pub fn run_validator() -> u8 {
+    match read_stdin(None) {
+        Ok(Some(text)) => finish(validator::validate(&text)),
         Ok(None) => finish(krm::failure(
             "stdin is empty; expected a ResourceList".into(),
         )),
