@@ -144,6 +144,24 @@ impl ResultItem {
 pub struct ResourceList {
     pub doc: Node,
     pub items: Vec<Node>,
+    /// Each item's own text, when it can be written back as it came.
+    raw: Vec<Option<String>>,
+}
+
+/// An item of the output list.
+#[derive(Debug)]
+pub enum Item {
+    /// The input item at this index, unchanged.
+    Input(usize),
+    /// An object this function made.
+    New(Node),
+}
+
+impl ResourceList {
+    /// Every input item, unchanged.
+    pub fn unchanged(&self) -> Vec<Item> {
+        (0..self.items.len()).map(Item::Input).collect()
+    }
 }
 
 impl ResourceList {
@@ -159,7 +177,9 @@ impl ResourceList {
                 d.len()
             )
         })?;
-        if doc.get("kind").and_then(Node::as_str) != Some("ResourceList") {
+        if !matches!(doc, Node::Map(_))
+            || doc.get("kind").and_then(Node::as_str) != Some("ResourceList")
+        {
             return Err(
                 "stdin is not a ResourceList (kind: ResourceList); run egressgen fn from kpt or Kustomize, or see README.md"
                     .to_string(),
@@ -173,12 +193,17 @@ impl ResourceList {
                 .cloned()
                 .ok_or("the ResourceList's items is not a list")?,
         };
-        Ok(ResourceList { doc, items })
+        let raw = node::verbatim_entries(input, "items", &items);
+        Ok(ResourceList { doc, items, raw })
     }
 
-    /// The output document: `items` and `results` replaced.
-    pub fn finish(mut self, items: Vec<Node>, results: &[ResultItem]) -> Outcome {
-        self.doc.set("items", Node::Seq(items));
+    /// The output document: `items` and `results` replaced. Input items are
+    /// written as they came when possible (comments, flow style and all),
+    /// so tools that write them back leave the user's files alone.
+    pub fn finish(mut self, items: Vec<Item>, results: &[ResultItem]) -> Outcome {
+        if self.doc.get("items").is_none() {
+            self.doc.set("items", Node::Seq(Vec::new()));
+        }
         if results.is_empty() {
             self.doc.remove("results");
         } else {
@@ -187,7 +212,33 @@ impl ResourceList {
                 Node::Seq(results.iter().map(ResultItem::to_node).collect()),
             );
         }
-        outcome(node::to_string(&self.doc), results)
+        let Node::Map(pairs) = &self.doc else {
+            unreachable!("parse checked that the ResourceList is a mapping")
+        };
+        let mut out = String::new();
+        for (k, v) in pairs {
+            if k.text != "items" {
+                out.push_str(&node::to_string(&Node::Map(vec![(k.clone(), v.clone())])));
+                continue;
+            }
+            if items.is_empty() {
+                out.push_str("items: []\n");
+                continue;
+            }
+            out.push_str("items:\n");
+            for item in &items {
+                match item {
+                    Item::Input(i) => match &self.raw[*i] {
+                        Some(text) => out.push_str(text),
+                        None => {
+                            out.push_str(&node::to_string(&Node::Seq(vec![self.items[*i].clone()])))
+                        }
+                    },
+                    Item::New(n) => out.push_str(&node::to_string(&Node::Seq(vec![n.clone()]))),
+                }
+            }
+        }
+        outcome(out, results)
     }
 }
 
@@ -281,13 +332,13 @@ pub fn generate(input: &str) -> Outcome {
             Severity::Error,
             "no functionConfig: pass the EgressGateway file, e.g. `kpt fn eval DIR --exec \"egressgen fn\" --fn-config egress.yaml`",
         );
-        let items = list.items.clone();
+        let items = list.unchanged();
         return list.finish(items, &[r]);
     };
     let (cfg, notes) = match function_config(fc) {
         Ok(c) => c,
         Err(r) => {
-            let items = list.items.clone();
+            let items = list.unchanged();
             return list.finish(items, &[*r]);
         }
     };
@@ -300,7 +351,7 @@ pub fn generate(input: &str) -> Outcome {
         }
         Err(errors) => {
             results.extend(errors);
-            let items = list.items.clone();
+            let items = list.unchanged();
             list.finish(items, &results)
         }
     }
@@ -315,7 +366,7 @@ fn generate_items(
     cfg: &Config,
     items: &[Node],
     fc_path: Option<&str>,
-) -> Result<(Vec<Node>, Vec<ResultItem>), Vec<ResultItem>> {
+) -> Result<(Vec<Item>, Vec<ResultItem>), Vec<ResultItem>> {
     let rendered =
         render::render(cfg).map_err(|e| vec![ResultItem::new(Severity::Error, e.to_string())])?;
     let mut objects = node::parse(&rendered.manifest).map_err(|e| {
@@ -336,9 +387,9 @@ fn generate_items(
     let mut previous: BTreeMap<Id, (String, Option<u64>)> = BTreeMap::new();
     let mut insert_at = None;
     let mut conflicts = Vec::new();
-    for item in items {
+    for (index, item) in items.iter().enumerate() {
         if is_package_metadata(item) {
-            kept.push(item.clone());
+            kept.push(Item::Input(index));
             continue;
         }
         let item_id = id(item);
@@ -373,7 +424,7 @@ fn generate_items(
                 file: file_of(item),
             });
         }
-        kept.push(item.clone());
+        kept.push(Item::Input(index));
     }
     if !conflicts.is_empty() {
         return Err(conflicts);
@@ -422,7 +473,7 @@ fn generate_items(
         }
     }
     let at = insert_at.unwrap_or(kept.len());
-    kept.splice(at..at, objects);
+    kept.splice(at..at, objects.into_iter().map(Item::New));
     Ok((kept, warnings))
 }
 
@@ -669,13 +720,34 @@ mod tests {
 
     #[test]
     fn other_items_pass_through_unchanged() {
-        let item = "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: keep\n  data:\n    a: 'yes'\n    b: .inf\n    c: |\n      line\n";
+        let item = "- apiVersion: v1 # comment\n  kind: ConfigMap\n  metadata: {name: keep, labels: {a: b}}\n  data:\n    a: 'yes'\n    b: .inf\n    c: |\n      line\n    d: >\n      folded\n";
         let out = generate(&list(item));
         assert_eq!(out.code, 0);
         assert!(
             out.output.starts_with(&format!(
                 "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n{item}"
             )),
+            "{}",
+            out.output
+        );
+    }
+
+    #[test]
+    fn items_that_cannot_be_copied_are_emitted() {
+        // An alias to another item's anchor: the text alone would not read
+        // back, so the emitter writes the expanded value.
+        let items = "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n  data: &d {k: v}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: b\n  data: *d\n";
+        let out = generate(&list(items));
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(
+            out.output.contains(
+                "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n  data: &d {k: v}\n"
+            ),
+            "{}",
+            out.output
+        );
+        assert!(
+            out.output.contains("    name: b\n  data:\n    k: v\n"),
             "{}",
             out.output
         );

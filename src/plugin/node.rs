@@ -304,6 +304,84 @@ fn scalar(
     Ok(Scalar { text, style, tag })
 }
 
+/// The source text of each entry of the sequence under `key` in the first
+/// document, as a ready-to-write sequence entry (`-` and the entry, ending
+/// in a newline), when writing that text back reads as exactly `entries[i]`.
+/// This keeps comments, flow style and formatting of items a function does
+/// not own; `None` entries must be written with the emitter.
+pub fn verbatim_entries(text: &str, key: &str, entries: &[Node]) -> Vec<Option<String>> {
+    use saphyr::{LoadableYamlNode, MarkedYaml};
+    let mut out = vec![None; entries.len()];
+    let Ok(docs) = MarkedYaml::load_from_str(text) else {
+        return out;
+    };
+    let Some(seq) = docs
+        .first()
+        .and_then(|d| d.data.as_mapping_get(key))
+        .and_then(|v| v.data.as_sequence())
+    else {
+        return out;
+    };
+    if seq.len() != entries.len() {
+        return out;
+    }
+    // Markers count characters; find the byte offsets in one pass.
+    let mut wanted: Vec<usize> = seq
+        .iter()
+        .flat_map(|n| [n.span.start.index(), n.span.end.index()])
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut bytes = std::collections::HashMap::with_capacity(wanted.len());
+    let mut want = wanted.iter().peekable();
+    for (ci, (bi, _)) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+        .enumerate()
+    {
+        while want.peek().is_some_and(|&&w| w == ci) {
+            bytes.insert(ci, bi);
+            want.next();
+        }
+        if want.peek().is_none() {
+            break;
+        }
+    }
+    for (i, (n, entry)) in seq.iter().zip(entries).enumerate() {
+        let (Some(&a), Some(&b)) = (
+            bytes.get(&n.span.start.index()),
+            bytes.get(&n.span.end.index()),
+        ) else {
+            continue;
+        };
+        let col = n.span.start.col();
+        if a >= b || col == 0 || !matches!(entry, Node::Map(_)) {
+            continue;
+        }
+        let body = &text[a..b];
+        // As read, or without trailing blank lines and comments before the
+        // next entry; the first that reads back identically wins.
+        let trimmed = body.trim_end();
+        for candidate in [body, trimmed] {
+            let mut chunk = String::with_capacity(candidate.len() + col + 1);
+            chunk.push('-');
+            chunk.extend(std::iter::repeat_n(' ', col - 1));
+            chunk.push_str(candidate);
+            if !chunk.ends_with('\n') {
+                chunk.push('\n');
+            }
+            let reads_back = parse(&chunk).is_ok_and(
+                |d| matches!(d.as_slice(), [Node::Seq(s)] if s.len() == 1 && s[0] == *entry),
+            );
+            if reads_back {
+                out[i] = Some(chunk);
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// Writes `node` as one YAML document (no `---`), in block style with
 /// two-space indentation.
 pub fn to_string(node: &Node) -> String {
@@ -676,5 +754,29 @@ mod tests {
     fn syntax_errors_have_a_line() {
         let e = parse("a: [\n").unwrap_err();
         assert!(e.line.is_some(), "{e:?}");
+    }
+
+    proptest::proptest! {
+        /// Any string, in any style we may write it in, reads back as
+        /// exactly that string and as nothing more.
+        #[test]
+        fn any_string_round_trips(text in "\\PC*|[ -~\n\t\r\u{85}\u{2028}\u{feff}'\"#:-]{0,40}") {
+            for style in [Style::Plain, Style::SingleQuoted, Style::DoubleQuoted, Style::Block] {
+                let value = if style == Style::Plain {
+                    Node::string(&text)
+                } else {
+                    Node::Scalar(Scalar { text: text.clone(), style, tag: None })
+                };
+                let doc = Node::map([("k", value), ("after", Node::string("x"))]);
+                let out = to_string(&doc);
+                let back = parse(&out).unwrap();
+                proptest::prop_assert_eq!(back.len(), 1, "{}", out);
+                let got = back[0].get("k").unwrap();
+                let Node::Scalar(sc) = got else { panic!("not a scalar: {out}") };
+                proptest::prop_assert_eq!(&sc.text, &text, "{}", out);
+                proptest::prop_assert!(sc.style != Style::Plain || crate::render::yaml::is_plain_safe(&text), "{}", out);
+                proptest::prop_assert_eq!(back[0].get("after").and_then(Node::as_str), Some("x"));
+            }
+        }
     }
 }

@@ -39,7 +39,10 @@ pub fn validate(input: &str) -> Outcome {
                 opts.config = Some(cfg);
                 opts.config_name = file_of(fc).map_or_else(|| "functionConfig".into(), |(p, _)| p);
             }
-            Err(r) => return list.finish(items, &[*r]),
+            Err(r) => {
+                let unchanged = list.unchanged();
+                return list.finish(unchanged, &[*r]);
+            }
         }
     }
     let groups = group(&items);
@@ -95,7 +98,8 @@ pub fn validate(input: &str) -> Outcome {
             file,
         });
     }
-    list.finish(items, &results)
+    let unchanged = list.unchanged();
+    list.finish(unchanged, &results)
 }
 
 /// Items by file, in their order in the file, as multi-document sources.
