@@ -42,7 +42,11 @@ fn called_as_egressgateway_it_is_the_kustomize_plugin() {
     assert_eq!(stdout(&out), rendered());
     let missing = run(Command::new(&link).env_remove("KUSTOMIZE_PLUGIN_CONFIG_STRING"));
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("no config file argument"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no config file argument"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
@@ -96,5 +100,9 @@ fn fn_reports_bad_input_as_an_error_result() {
         b"apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\n",
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no functionConfig"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no functionConfig"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{self, Config, Note, Overrides};
+use crate::config::{self, Config, Overrides};
 use crate::escape::{escaped, quoted};
 use crate::plugin::node::{self, Node};
 use crate::render;
@@ -343,7 +343,7 @@ pub fn generate(input: &str) -> Outcome {
         }
     };
     let fc_path = file_of(fc).map(|(p, _)| p);
-    let mut results: Vec<ResultItem> = notes.iter().map(note_result).collect();
+    let mut results = notes;
     match generate_items(&cfg, &list.items, fc_path.as_deref()) {
         Ok((items, warnings)) => {
             results.extend(warnings);
@@ -355,10 +355,6 @@ pub fn generate(input: &str) -> Outcome {
             list.finish(items, &results)
         }
     }
-}
-
-fn note_result(n: &Note) -> ResultItem {
-    ResultItem::new(Severity::Info, n.message.clone())
 }
 
 /// Renders `cfg` and merges the objects into `items`.
@@ -477,9 +473,9 @@ fn generate_items(
     Ok((kept, warnings))
 }
 
-/// The config from a `functionConfig`: an `EgressGateway` object, or the
-/// kpt ConfigMap form.
-pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<Note>), Box<ResultItem>> {
+/// The config from a `functionConfig` (an `EgressGateway` object, or the
+/// kpt ConfigMap form), with its notes as info results.
+pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<ResultItem>), Box<ResultItem>> {
     let file = file_of(fc);
     let kind = fc.get("kind").and_then(Node::as_str).unwrap_or_default();
     let api = fc
@@ -507,9 +503,9 @@ pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<Note>), Box<Resu
         _ => {
             return Err(Box::new(ResultItem {
                 message: format!(
-                    "functionConfig is {}/{}; expected an EgressGateway ({}) or a v1 ConfigMap whose data holds `domains`",
-                    quoted(api),
+                    "the functionConfig is a {} ({}); expected an EgressGateway ({}) or a v1 ConfigMap whose data holds `domains`",
                     quoted(kind),
+                    quoted(api),
                     config::API_VERSION
                 ),
                 severity: Severity::Error,
@@ -519,30 +515,47 @@ pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<Note>), Box<Resu
             }));
         }
     };
-    config::parse("functionConfig", &text, &Overrides::default()).map_err(|e| {
-        let field =
-            e.at.as_ref()
-                .and_then(|p| paths.get((p.line as usize).checked_sub(1)?))
-                .filter(|p| !p.is_empty())
-                .cloned();
-        let field = if from_configmap {
+    // Positions in the text we parsed, back to the user's field.
+    let field_at = |at: Option<&config::Pos>| {
+        let field = at
+            .and_then(|p| paths.get((p.line as usize).checked_sub(1)?))
+            .filter(|p| !p.is_empty())
+            .cloned();
+        if from_configmap {
             field.map(|f| format!("data.{}", configmap_key_for(&f)))
         } else {
             field
-        };
-        let mut message = e.message.clone();
-        if let Some(help) = &e.help {
-            message.push_str("\n  help: ");
-            message.push_str(help);
         }
-        Box::new(ResultItem {
-            message,
-            severity: Severity::Error,
-            resource: resource_ref(fc),
-            field,
-            file,
-        })
-    })
+    };
+    match config::parse("functionConfig", &text, &Overrides::default()) {
+        Ok((cfg, notes)) => {
+            let notes = notes
+                .iter()
+                .map(|n| ResultItem {
+                    message: n.message.clone(),
+                    severity: Severity::Info,
+                    resource: resource_ref(fc),
+                    field: field_at(n.at.as_ref()),
+                    file: file.clone(),
+                })
+                .collect();
+            Ok((cfg, notes))
+        }
+        Err(e) => {
+            let mut message = e.message.clone();
+            if let Some(help) = &e.help {
+                message.push_str("\n  help: ");
+                message.push_str(help);
+            }
+            Err(Box::new(ResultItem {
+                message,
+                severity: Severity::Error,
+                resource: resource_ref(fc),
+                field: field_at(e.at.as_ref()),
+                file,
+            }))
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
