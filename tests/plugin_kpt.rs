@@ -385,4 +385,21 @@ fn validator_in_a_kptfile_pipeline_fails_the_render() {
     let out = render();
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("EG012"), "{}", stderr(&out));
+
+    // Without configPath, the package's own EgressGateway is the config:
+    // a domain edited into the generated objects only is drift.
+    std::fs::write(
+        &file,
+        text.replacen("  - api.github.com\n", "  - api.gitlab.com\n", 1),
+    )
+    .unwrap();
+    let kptfile_text = std::fs::read_to_string(&kptfile).unwrap();
+    std::fs::write(
+        &kptfile,
+        kptfile_text.replace("    configPath: egress.yaml\n", ""),
+    )
+    .unwrap();
+    let out = render();
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("EG003"), "{}", stderr(&out));
 }

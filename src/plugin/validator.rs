@@ -4,8 +4,9 @@
 //! Items are grouped by the file kpt says they came from and handed to
 //! [`crate::lint::run`] as one set; each finding becomes a result with
 //! `resourceRef`, `field.path` and `file` (path and index). A
-//! `functionConfig` (an `EgressGateway`, or the ConfigMap form) is the
-//! source of truth, so a package whose host lists drifted from it fails.
+//! `functionConfig` (an `EgressGateway`, or the ConfigMap form), or else the
+//! package's only `EgressGateway` item, is the source of truth, so a package
+//! whose host lists drifted from it fails.
 //! Items are passed through untouched; exit 1 on any error.
 
 use std::collections::BTreeMap;
@@ -33,7 +34,18 @@ pub fn validate(input: &str) -> Outcome {
     };
     let items = list.items.clone();
     let mut opts = lint::Options::default();
-    if let Some(fc) = list.doc.get("functionConfig").filter(|n| !n.is_null()) {
+    // The functionConfig, else the package's own EgressGateway when it has
+    // exactly one (so a validator needs no configPath).
+    let given = list.doc.get("functionConfig").filter(|n| !n.is_null());
+    let in_package: Vec<&Node> = items
+        .iter()
+        .filter(|i| i.get("kind").and_then(Node::as_str) == Some(crate::config::KIND))
+        .collect();
+    let fc = given.or(match in_package.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    });
+    if let Some(fc) = fc {
         match krm::function_config(fc) {
             Ok((cfg, _notes)) => {
                 opts.config = Some(cfg);
