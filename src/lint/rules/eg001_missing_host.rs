@@ -59,7 +59,7 @@ fn check(ctx: &mut Ctx) {
     let mut order = Vec::new();
     for l in &ctx.model.lists {
         for h in &l.hosts {
-            let k = host_key(&h.raw);
+            let Some(k) = host_key(&h.raw) else { continue };
             if seen.insert(k.clone()) {
                 order.push(k);
             }

@@ -48,7 +48,9 @@ fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     for l in &model.lists {
         for h in &l.hosts {
-            let key = host_key(&h.raw);
+            let Some(key) = host_key(&h.raw) else {
+                continue;
+            };
             let missing: Vec<&str> = places
                 .iter()
                 .filter(|p| !sets[p].contains(&key))

@@ -46,7 +46,10 @@ fn check(ctx: &mut Ctx) {
     let config = ctx.opts.config_name.clone();
     for l in &model.lists {
         for h in &l.hosts {
-            if truth.contains(&host_key(&h.raw)) {
+            let Some(key) = host_key(&h.raw) else {
+                continue;
+            };
+            if truth.contains(&key) {
                 continue;
             }
             ctx.report(

@@ -170,13 +170,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The key two hosts are compared by: the normalised pattern when the entry
-/// is valid, else the raw text.
-pub fn host_key(raw: &str) -> String {
-    match Pattern::parse(raw) {
-        Ok((p, _)) => p.to_string(),
-        Err(_) => raw.to_string(),
-    }
+/// The key two hosts are compared by: the normalised pattern. Invalid
+/// entries have none; EG005 reports them and drift rules skip them.
+pub fn host_key(raw: &str) -> Option<String> {
+    Pattern::parse(raw).ok().map(|(p, _)| p.to_string())
 }
 
 /// For each place present, the set of host keys it holds.
@@ -186,9 +183,7 @@ pub fn place_sets(
     let mut sets: HashMap<_, std::collections::HashSet<String>> = HashMap::new();
     for l in &model.lists {
         let set = sets.entry(l.place).or_default();
-        for h in &l.hosts {
-            set.insert(host_key(&h.raw));
-        }
+        set.extend(l.hosts.iter().filter_map(|h| host_key(&h.raw)));
     }
     sets
 }
@@ -286,4 +281,33 @@ pub fn first_list_locs(ctx: &Ctx) -> HashMap<super::extract::Place, String> {
             .or_insert_with(|| ctx.loc(l.resource, l.at));
     }
     m
+}
+
+/// The README table of every code, then each code's example and fix,
+/// generated from the rule docs.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Code | Name | Severity | What it finds |\n|---|---|---|---|\n");
+    for r in RULES {
+        out.push_str(&format!(
+            "| [{}](#{}) | `{}` | {} | {} |\n",
+            r.code,
+            r.code.to_ascii_lowercase(),
+            r.name,
+            r.severity.as_str(),
+            r.summary().replace('|', "\\|")
+        ));
+    }
+    for r in RULES {
+        out.push_str(&format!(
+            "\n#### {}\n\n`{}` ({}). {}\n\n**Why:** {}\n\n**Example**\n\n{}\n\n**Fix**\n\n{}\n",
+            r.code,
+            r.name,
+            r.severity.as_str(),
+            r.section("What it does").replace('\n', " "),
+            r.section("Why is this bad?").replace('\n', " "),
+            r.section("Example"),
+            r.section("Use instead"),
+        ));
+    }
+    out
 }
