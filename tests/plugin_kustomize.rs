@@ -210,6 +210,23 @@ fn invalid_config_via_a_base_is_told_against_kustomizes_copy() {
         "{err}"
     );
     assert!(err.contains("spec.domains is empty"), "{err}");
+
+    // With origin annotations, Kustomize says where the config came from.
+    sb.write(
+        "one/kustomization.yaml",
+        "generators:\n- ../two\nbuildMetadata: [originAnnotations]\n",
+    );
+    let out = sb.build("one");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let original = sb.path("two/egress.yaml");
+    assert!(
+        err.contains(&format!(
+            "invalid EgressGateway config {}",
+            original.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -138,7 +138,10 @@ fn explain(err: &config::Error, text: &str, tmp_name: &str) -> String {
         let name = original.display().to_string();
         if let Ok(original_text) = read_bounded(&original) {
             if let Err(e) = config::parse(&name, &original_text, &Overrides::default()) {
-                return format!("invalid EgressGateway config\n{e}");
+                return match e.at {
+                    Some(_) => format!("invalid EgressGateway config\n{e}"),
+                    None => format!("invalid EgressGateway config {name}\n{e}"),
+                };
             }
         }
     }
@@ -169,7 +172,7 @@ fn original_file(text: &str, root: &Path) -> Option<PathBuf> {
         .and_then(|d| d.into_iter().next())
         .and_then(|o| o.get("path").and_then(Node::as_str).map(str::to_string));
     if let Some(p) = origin {
-        let p = root.join(p);
+        let p = lexical(&root.join(p));
         if p.is_file() {
             return Some(p);
         }
@@ -197,6 +200,24 @@ fn original_file(text: &str, root: &Path) -> Option<PathBuf> {
                 })
                 .then_some(p)
         })
+}
+
+/// `a/b/../c` as `a/c`, without touching the file system (for messages).
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Kustomize's plugin home: `$KUSTOMIZE_PLUGIN_HOME`, else
