@@ -493,7 +493,11 @@ pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<ResultItem>), Bo
                     message,
                     severity: Severity::Error,
                     resource: resource_ref(fc),
-                    field: Some(format!("data.{key}")),
+                    field: Some(if key.is_empty() {
+                        "data".to_string()
+                    } else {
+                        format!("data.{key}")
+                    }),
                     file: file.clone(),
                 })
             })?;
