@@ -799,6 +799,27 @@ mod tests {
     }
 
     #[test]
+    fn objects_from_an_earlier_render_are_replaced_in_place() {
+        // `egressgen render > manifest.yaml` before adopting the function:
+        // the Service is replaced where it was, not duplicated.
+        let item = "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: egressgateway\n    namespace: istio-egress\n    labels:\n      app.kubernetes.io/managed-by: egressgen\n    annotations:\n      config.kubernetes.io/path: manifest.yaml\n      config.kubernetes.io/index: '4'\n";
+        let out = generate(&list(item));
+        assert_eq!(out.code, 0, "{out:?}");
+        let doc = node::parse(&out.output).unwrap().remove(0);
+        let items = doc.get("items").and_then(Node::as_seq).unwrap();
+        let services: Vec<&Node> = items
+            .iter()
+            .filter(|i| i.get("kind").and_then(Node::as_str) == Some("Service"))
+            .collect();
+        assert_eq!(services.len(), 1);
+        assert_eq!(
+            file_of(services[0]),
+            Some(("manifest.yaml".into(), Some(4)))
+        );
+        assert_eq!(annotation(services[0], GENERATED_BY), Some("web"));
+    }
+
+    #[test]
     fn foreign_object_with_our_name_is_a_conflict() {
         let item = "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: egressgateway\n    namespace: istio-egress\n";
         let out = generate(&list(item));
