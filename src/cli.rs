@@ -60,7 +60,7 @@ pub struct FnArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FnCommand {
-    /// Validator: run the lint rules over the items (against the functionConfig, if any) and report them as results.
+    /// Validator: lint the items (against the functionConfig, else the package's EgressGateway) and report results.
     Lint,
 }
 
