@@ -212,6 +212,24 @@ impl ResourceList {
                 Node::Seq(results.iter().map(ResultItem::to_node).collect()),
             );
         }
+        let out = self.write(&items, true);
+        // Belt and braces: the copied texts were each checked alone; check
+        // the whole output too, and write every item afresh if it differs.
+        let copied = items
+            .iter()
+            .any(|i| matches!(i, Item::Input(n) if self.raw[*n].is_some()));
+        let out = if copied && !self.reads_back(&out, &items) {
+            self.write(&items, false)
+        } else {
+            out
+        };
+        outcome(out, results)
+    }
+}
+
+impl ResourceList {
+    /// The output text; `copy` writes input items as their own text.
+    fn write(&self, items: &[Item], copy: bool) -> String {
         let Node::Map(pairs) = &self.doc else {
             unreachable!("parse checked that the ResourceList is a mapping")
         };
@@ -226,11 +244,11 @@ impl ResourceList {
                 continue;
             }
             out.push_str("items:\n");
-            for item in &items {
+            for item in items {
                 match item {
                     Item::Input(i) => match &self.raw[*i] {
-                        Some(text) => out.push_str(text),
-                        None => {
+                        Some(text) if copy => out.push_str(text),
+                        _ => {
                             out.push_str(&node::to_string(&Node::Seq(vec![self.items[*i].clone()])))
                         }
                     },
@@ -238,7 +256,26 @@ impl ResourceList {
                 }
             }
         }
-        outcome(out, results)
+        out
+    }
+
+    /// True when `out` holds exactly `items`.
+    fn reads_back(&self, out: &str, items: &[Item]) -> bool {
+        let Ok(docs) = node::parse(out) else {
+            return false;
+        };
+        let Some(got) = docs
+            .first()
+            .and_then(|d| d.get("items"))
+            .and_then(Node::as_seq)
+        else {
+            return items.is_empty();
+        };
+        got.len() == items.len()
+            && got.iter().zip(items).all(|(g, want)| match want {
+                Item::Input(i) => g.same_value(&self.items[*i]),
+                Item::New(n) => g.same_value(n),
+            })
     }
 }
 
@@ -753,7 +790,7 @@ mod tests {
     fn items_that_cannot_be_copied_are_emitted() {
         // An alias to another item's anchor: the text alone would not read
         // back, so the emitter writes the expanded value.
-        let items = "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n  data: &d {k: v}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: b\n  data: *d\n";
+        let items = "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n  data: &d {k: v}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: b\n  data: *d\n  x: |\n    \ttab first\n";
         let out = generate(&list(items));
         assert_eq!(out.code, 0, "{out:?}");
         assert!(

@@ -192,7 +192,34 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Equal values: like `==`, except that quoted and block styles of a
+    /// string count as the same (all read as that string).
+    pub fn same_value(&self, other: &Node) -> bool {
+        match (self, other) {
+            (Node::Scalar(a), Node::Scalar(b)) => a.same_value(b),
+            (Node::Seq(a), Node::Seq(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_value(y))
+            }
+            (Node::Map(a), Node::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka.same_value(kb) && va.same_value(vb))
+            }
+            (Node::Tagged(ta, a), Node::Tagged(tb, b)) => ta == tb && a.same_value(b),
+            _ => false,
+        }
+    }
+}
+
 impl Scalar {
+    fn same_value(&self, other: &Scalar) -> bool {
+        self.text == other.text
+            && self.tag == other.tag
+            && (self.style == Style::Plain) == (other.style == Style::Plain)
+    }
+
     /// A plain null: `~`, `null` (any case YAML allows) or nothing.
     pub fn is_null(&self) -> bool {
         self.style == Style::Plain
