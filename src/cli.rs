@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch. Nothing here decides policy: each
 //! subcommand hands its arguments to the module that does the work.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Overrides};
 use crate::output;
+use crate::plugin;
 use crate::render;
 
 /// Exit codes shared by every subcommand.
@@ -42,8 +43,43 @@ pub enum Command {
     Lint(LintArgs),
     /// Run a local SNI proxy that enforces the allowlist (also `--serve`).
     Serve(crate::serve::ServeArgs),
+    /// Run as a KRM function (kpt, Kustomize): ResourceList on stdin and stdout.
+    Fn(FnArgs),
+    /// Set egressgen up as a Kustomize exec plugin.
+    KustomizePlugin(KustomizePluginArgs),
     /// Print the JSON Schema of the EgressGateway config file.
     Schema,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Without a subcommand, generates: the functionConfig (an EgressGateway, or a ConfigMap with data.domains) is rendered into the items, replacing the objects of an earlier run.\nExit codes: 0 ok, 1 error results (invalid config, lint errors)."
+)]
+pub struct FnArgs {
+    #[command(subcommand)]
+    pub command: Option<FnCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// Validator: lint the items (against the functionConfig, else the package's EgressGateway) and report results.
+    Lint,
+}
+
+#[derive(Debug, Args)]
+pub struct KustomizePluginArgs {
+    #[command(subcommand)]
+    pub command: KustomizePluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KustomizePluginCommand {
+    /// Symlink this binary as Kustomize's EgressGateway exec plugin and print the kustomization snippet.
+    Install {
+        /// Plugin home to install into (default: $KUSTOMIZE_PLUGIN_HOME, else $XDG_CONFIG_HOME/kustomize/plugin, else ~/.config/kustomize/plugin).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +136,21 @@ pub struct RenderArgs {
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Plugin calling conventions come before clap: Kustomize runs us as
+    // `EgressGateway <tmpfile>`, and standalone Kustomize `exec` functions
+    // pass a ResourceList on stdin with no arguments at all.
+    let subcommands: Vec<String> = <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    if plugin::kustomize::is_invocation(&args, &subcommands) {
+        return ExitCode::from(plugin::kustomize::run(&args));
+    }
+    if args.len() == 1 && !std::io::stdin().is_terminal() {
+        if let Some(code) = plugin::autodetect() {
+            return ExitCode::from(code);
+        }
+    }
     let cli = match Cli::try_parse_from(normalise_args(args)) {
         Ok(cli) => cli,
         Err(e) => {
@@ -141,6 +192,16 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Serve(args) => crate::serve::run(args),
+        Command::Fn(args) => match args.command {
+            None => Ok(plugin::run_generator()),
+            Some(FnCommand::Lint) => Ok(plugin::run_validator()),
+        },
+        Command::KustomizePlugin(args) => match args.command {
+            KustomizePluginCommand::Install { dir } => {
+                print!("{}", plugin::kustomize::install(dir.as_deref())?);
+                Ok(exit::OK)
+            }
+        },
     }
 }
 

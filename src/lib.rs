@@ -7,6 +7,7 @@ pub mod domain;
 pub mod escape;
 pub mod lint;
 pub mod output;
+pub mod plugin;
 pub mod render;
 pub mod schema;
 pub mod serve;
