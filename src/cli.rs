@@ -40,6 +40,22 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the JSON Schema of the EgressGateway config file.
     Schema,
+    /// Say whether a host is allowed, by which entry, or why not (exit 0 allowed, 1 refused).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
+pub struct ExplainArgs {
+    /// Host names to check, as a client would put them in its TLS SNI.
+    #[arg(value_name = "HOST", required = true, value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub hosts: Vec<std::ffi::OsString>,
+    /// EgressGateway config file whose allowlist to ask.
+    #[arg(short = 'c', long = "config", value_name = "FILE", group = "source")]
+    pub config: Option<PathBuf>,
+    /// An allowlist entry (repeatable), instead of a config file.
+    #[arg(long = "allow", value_name = "PATTERN", group = "source")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +116,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             print!("{}", config::json_schema());
             Ok(exit::OK)
         }
+        Command::Explain(args) => crate::explain::run(args),
     }
 }
 

@@ -5,5 +5,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod escape;
+pub mod explain;
 pub mod output;
 pub mod render;
