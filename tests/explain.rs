@@ -6,7 +6,6 @@
 //! stdout and stderr of the real binary.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use assert_cmd::Command;
 use egressgen::config::{self, Overrides};
