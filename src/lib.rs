@@ -8,3 +8,4 @@ pub mod escape;
 pub mod explain;
 pub mod output;
 pub mod render;
+pub mod schema;
