@@ -42,6 +42,8 @@ pub enum Command {
     Schema,
     /// Say whether a host is allowed, by which entry, or why not (exit 0 allowed, 1 refused).
     Explain(ExplainArgs),
+    /// Find allowlist drift, broken wiring, risky scope and schema errors in manifests.
+    Lint(LintArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,37 @@ pub struct ExplainArgs {
     /// An allowlist entry (repeatable), instead of a config file.
     #[arg(long = "allow", value_name = "PATTERN", group = "source")]
     pub allow: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files, directories (recursive *.yaml, *.yml) or `-` for stdin.
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub paths: Vec<PathBuf>,
+    /// The EgressGateway config: every host list must equal its domains.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::lint::report::Format::Text)]
+    pub format: crate::lint::report::Format,
+    /// Only lint files in directories that match GLOB (globset; repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip files in directories that match GLOB, e.g. 'charts/**' (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Never report these codes (repeatable, or comma-separated).
+    #[arg(long, value_name = "CODE", value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Count warnings as errors for the exit code.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// How stdin (`-`) is named in findings.
+    #[arg(long, value_name = "NAME", default_value = "<stdin>")]
+    pub stdin_filename: String,
+    /// Print the documentation of one code (e.g. EG001) and exit.
+    #[arg(long, value_name = "CODE")]
+    pub explain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +145,7 @@ fn normalise_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Render(args) => cmd_render(args),
+        Command::Lint(args) => crate::lint::command::run(&args),
         Command::Schema => {
             print!("{}", config::json_schema());
             Ok(exit::OK)

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod escape;
 pub mod explain;
+pub mod lint;
 pub mod output;
 pub mod render;
 pub mod schema;
