@@ -44,6 +44,23 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Find allowlist drift, broken wiring, risky scope and schema errors in manifests.
     Lint(LintArgs),
+    /// Turn the Istio <=1.19 wildcard-egress recipe (SNI proxy, forward_downstream_sni,
+    /// sni_verifier) into an EgressGateway config, and print a migration plan.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Old manifests: files, directories (recursive *.yaml, *.yml) or `-` for stdin.
+    #[arg(value_name = "OLD", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write the config to FILE atomically (the plan goes to stdout); else
+    /// the config goes to stdout and the plan to stderr.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Istio version `X.Y` to write as spec.istio.version.
+    #[arg(long, value_name = "X.Y")]
+    pub istio_version: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +168,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Explain(args) => crate::explain::run(args),
+        Command::Migrate(args) => crate::migrate::run(args),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod escape;
 pub mod explain;
 pub mod lint;
+pub mod migrate;
 pub mod output;
 pub mod render;
 pub mod schema;

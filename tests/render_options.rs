@@ -5,9 +5,34 @@
 //! user sees. Every other config renders, and its snapshot holds the
 //! warnings and the manifest.
 
-use egressgen::config::{self, Overrides};
+use egressgen::config::{self, Config, Overrides};
+use egressgen::lint::{self, Options, Source};
 use egressgen::render;
 use egressgen::schema;
+
+/// `lint` understands the layout: no findings, with and without the config.
+fn assert_lints_clean(name: &str, cfg: &Config, manifest: &str) {
+    let src = Source {
+        name: format!("{name} (rendered)"),
+        text: manifest.to_string(),
+    };
+    for opts in [
+        Options::default(),
+        Options {
+            config: Some(cfg.clone()),
+            config_name: name.to_string(),
+            ..Options::default()
+        },
+    ] {
+        let report = lint::run(std::slice::from_ref(&src), &opts);
+        assert!(
+            report.findings.is_empty() && report.input_errors.is_empty(),
+            "{name}: lint (config: {}) found {:#?}",
+            opts.config.is_some(),
+            report.findings
+        );
+    }
+}
 
 /// Every document of a manifest is a known kind and valid against its schema.
 fn assert_valid(name: &str, manifest: &str) {
@@ -42,6 +67,7 @@ fn render_options() {
                 assert!(!file.starts_with("err-"), "{file} was accepted");
                 let r = render::render(&cfg).unwrap();
                 assert_valid(&file, &r.manifest);
+                assert_lints_clean(&file, &cfg, &r.manifest);
                 let mut out = String::new();
                 for n in notes {
                     out.push_str(&format!("{n}\n"));
@@ -71,5 +97,38 @@ fn example_is_valid() {
     assert_valid(
         "examples/egress.yaml",
         &render::render(&cfg).unwrap().manifest,
+    );
+}
+
+/// Multi-port wiring that lost a port is caught: the ServiceEntry must
+/// declare every upstream port.
+#[test]
+fn lint_catches_a_port_missing_from_the_multi_port_layout() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/render/multi-port.yaml"
+    ))
+    .unwrap();
+    let (cfg, _) = config::parse("multi-port.yaml", &text, &Overrides::default()).unwrap();
+    let manifest = render::render(&cfg).unwrap().manifest;
+    let broken = manifest.replacen(
+        "  - number: 8443\n    name: tls-8443\n    protocol: TLS\n",
+        "",
+        1,
+    );
+    assert_ne!(broken, manifest);
+    let report = lint::run(
+        &[Source {
+            name: "broken.yaml".into(),
+            text: broken,
+        }],
+        &Options::default(),
+    );
+    let codes: Vec<&str> = report.findings.iter().map(|f| f.code).collect();
+    assert_eq!(codes, ["EG015"], "{:#?}", report.findings);
+    assert!(
+        report.findings[0]
+            .message
+            .contains("lack upstream port 8443")
     );
 }

@@ -103,6 +103,11 @@ pub struct HostList {
     pub at: Pos,
     pub field_path: String,
     pub hosts: Vec<Host>,
+    /// Lists with different scopes may repeat hosts: with several upstream
+    /// ports, each port has its own `sniHosts` match (scope `port N`) and its
+    /// own internal listener (scope: the listener name). Empty for lists
+    /// that must be disjoint across the whole input.
+    pub scope: String,
 }
 
 /// A `dns_cache_config`, kept whole: Envoy requires every use of one name
@@ -298,7 +303,11 @@ impl Model {
                 if let Some((k, v)) = m.entry("sniHosts") {
                     is_mesh_tls = true;
                     let path = format!("spec.tls[{ti}].match[{mi}].sniHosts");
-                    self.lists.push(host_list(Place::SniHosts, i, k, v, &path));
+                    let mut list = host_list(Place::SniHosts, i, k, v, &path);
+                    if let Some(port) = m.get("port").and_then(Node::scalar_text) {
+                        list.scope = format!("port {port}");
+                    }
+                    self.lists.push(list);
                 }
             }
         }
@@ -416,8 +425,11 @@ impl Model {
             if let Some(m) = chain.get("filter_chain_match") {
                 if let Some((k, v)) = m.entry("server_names") {
                     let path = format!("{cpath}.filter_chain_match.server_names");
-                    self.lists
-                        .push(host_list(Place::ServerNames, i, k, v, &path));
+                    let mut list = host_list(Place::ServerNames, i, k, v, &path);
+                    if let Some(name) = value.get("name").and_then(Node::as_str) {
+                        list.scope = format!("listener {name}");
+                    }
+                    self.lists.push(list);
                 }
             }
             for (fi, f) in chain
@@ -505,6 +517,7 @@ fn host_list(place: Place, resource: usize, key: &Node, value: &Node, path: &str
         at: key.at,
         field_path: path.to_string(),
         hosts,
+        scope: String::new(),
     }
 }
 

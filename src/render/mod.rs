@@ -75,6 +75,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "envoyfilter",
         include_str!("../../templates/envoyfilter.yaml.j2"),
     ),
+    // Not part of the manifest: the EgressGateway file `migrate` writes.
+    (
+        "egressgateway",
+        include_str!("../../templates/egressgateway.yaml.j2"),
+    ),
 ];
 
 /// `spec.hosts` of a ServiceEntry holds at most this many items (CRD
@@ -368,6 +373,18 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
         manifest.push('\n');
     }
     Ok(Rendered { manifest, warnings })
+}
+
+/// Renders one named template with `ctx`, through the same YAML-safe
+/// formatter as the manifest. Used for files other than the manifest.
+pub fn render_template(name: &str, ctx: &impl Serialize) -> Result<String, Error> {
+    environment()
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(ctx))))
+        .map_err(|source| Error {
+            template: name.to_string(),
+            source,
+        })
 }
 
 fn environment() -> Environment<'static> {
