@@ -86,18 +86,18 @@ fn render_options() {
     });
 }
 
-/// The shipped example renders valid objects too.
+/// The shipped examples render valid objects that lint clean too.
 #[test]
-fn example_is_valid() {
-    let (cfg, _) = config::load(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/egress.yaml")),
-        &Overrides::default(),
-    )
-    .unwrap();
-    assert_valid(
-        "examples/egress.yaml",
-        &render::render(&cfg).unwrap().manifest,
-    );
+fn examples_are_valid() {
+    for name in ["examples/egress.yaml", "examples/production.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        let (cfg, notes) = config::load(&path, &Overrides::default()).unwrap();
+        assert!(notes.is_empty(), "{name}: {notes:?}");
+        let r = render::render(&cfg).unwrap();
+        assert!(r.warnings.is_empty(), "{name}: {:?}", r.warnings);
+        assert_valid(name, &r.manifest);
+        assert_lints_clean(name, &cfg, &r.manifest);
+    }
 }
 
 /// Multi-port wiring that lost a port is caught: the ServiceEntry must
@@ -131,4 +131,47 @@ fn lint_catches_a_port_missing_from_the_multi_port_layout() {
             .message
             .contains("lack upstream port 8443")
     );
+}
+
+/// Every accepted config validates against `egressgen schema`, and the
+/// schema knows every new option (editors complete from it).
+#[test]
+fn accepted_configs_match_the_json_schema() {
+    let schema: serde_json::Value = serde_json::from_str(&config::json_schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("err-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        checked += 1;
+    }
+    assert!(checked >= 10);
+    let text = config::json_schema();
+    for field in [
+        "podDisruptionBudget",
+        "topologySpread",
+        "autoscaling",
+        "allowedClients",
+        "networkPolicy",
+        "refreshRate",
+        "hostTtl",
+        "maxHosts",
+        "ports",
+    ] {
+        assert!(
+            text.contains(&format!("\"{field}\"")),
+            "schema lacks {field}"
+        );
+    }
 }
