@@ -175,3 +175,36 @@ fn accepted_configs_match_the_json_schema() {
         );
     }
 }
+
+/// Long lists with several ports: every VirtualService still fits the
+/// object limit (each host is repeated once per port's sniHosts), and lint
+/// finds the split layout clean.
+#[test]
+fn long_lists_with_several_ports_stay_under_the_object_limit() {
+    let domains: String = (0..6_000)
+        .map(|i| format!("  - host-{i}.example{}.com\n", i % 31))
+        .collect();
+    let text = format!(
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: big\nspec:\n  ports: [443, 8443, 9443]\n  domains:\n{domains}"
+    );
+    let (cfg, _) = config::parse("big.yaml", &text, &Overrides::default()).unwrap();
+    let r = render::render(&cfg).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&r.manifest).unwrap();
+    let vs: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| {
+            d["kind"] == "VirtualService" && d["metadata"]["name"] != "egressgateway-keepalive"
+        })
+        .collect();
+    assert!(vs.len() > 1, "expected a split, got {}", vs.len());
+    for v in &vs {
+        let bytes = serde_json::to_string(v).unwrap().len();
+        assert!(
+            bytes < render::OBJECT_LIMIT_BYTES,
+            "{} is {bytes} bytes",
+            v["metadata"]["name"]
+        );
+        assert_eq!(v["spec"]["tls"].as_array().unwrap().len(), 3);
+    }
+    assert_lints_clean("big.yaml", &cfg, &r.manifest);
+}
