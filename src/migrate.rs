@@ -900,7 +900,12 @@ fn plan(
     let mut old: Vec<&(usize, &str)> = f.old.iter().collect();
     old.sort_by_key(|(i, _)| *i);
     old.dedup_by_key(|(i, _)| *i);
-    let _ = writeln!(out, "Recognised {} old resources:", old.len());
+    let _ = writeln!(
+        out,
+        "Recognised {} old {}:",
+        old.len(),
+        if old.len() == 1 { "resource" } else { "resources" }
+    );
     for (i, role) in &old {
         let o = &objs[*i];
         let _ = writeln!(out, "  {}  {}: {role}", o.loc(), o.display());

@@ -127,3 +127,23 @@ fn istio_version_is_written_and_checked() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Istio 1.9 is not supported"));
 }
+
+#[test]
+fn reads_stdin() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/migrate/sni-cluster.yaml"
+    ))
+    .unwrap();
+    let out = egressgen()
+        .args(["migrate", "-"])
+        .write_stdin(text)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("- en.wikipedia.org"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("<stdin>:58:1  VirtualService istio-system/egress-sni")
+    );
+}
