@@ -145,7 +145,11 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Config errors carry their own `file:line:col: error:` prefix.
+            match e.downcast_ref::<config::Error>() {
+                Some(ce) => eprintln!("{ce}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(exit::USAGE)
         }
     }

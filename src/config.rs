@@ -28,10 +28,10 @@ pub const KIND: &str = "EgressGateway";
 )]
 pub struct File {
     /// Must be `egressgen.io/v1alpha1`.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("const" = "egressgen.io/v1alpha1"))]
     pub api_version: Spanned<String>,
     /// Must be `EgressGateway`.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("const" = "EgressGateway"))]
     pub kind: Spanned<String>,
     pub metadata: Metadata,
     pub spec: Spec,
@@ -56,7 +56,7 @@ pub struct Metadata {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Spec {
     /// DNS names and `*.` wildcards the gateway may reach. Required.
-    #[schemars(with = "Vec<String>")]
+    #[schemars(with = "Vec<String>", length(min = 1))]
     pub domains: Vec<Spanned<String>>,
     #[serde(default)]
     pub istio: IstioSpec,
@@ -71,12 +71,12 @@ pub struct Spec {
     /// TLS port of the remote destinations (the forward proxy's `port_value`).
     /// Default 443. Same as `ports: [N]`; give one or the other.
     #[serde(default)]
-    pub upstream_port: Option<u16>,
+    pub upstream_port: Option<Port>,
     /// TLS ports of the remote destinations, e.g. `[443, 8443]`. Each port
     /// gets its own gateway port, Service port, internal listener and routes.
     #[serde(default)]
-    #[schemars(with = "Option<Vec<u16>>")]
-    pub ports: Option<Spanned<Vec<u16>>>,
+    #[schemars(with = "Option<Vec<Port>>")]
+    pub ports: Option<Spanned<Vec<Port>>>,
     #[serde(default)]
     pub dns: DnsSpec,
     /// Access logging on the egress gateway (Telemetry + internal listener).
@@ -158,9 +158,9 @@ pub struct GatewaySpec {
     #[schemars(with = "BTreeMap<String, String>")]
     pub labels: Spanned<BTreeMap<String, String>>,
     /// Port of the Service that sidecars send mTLS traffic to.
-    pub service_port: u16,
+    pub service_port: Port,
     /// Container port the gateway listens on (the Gateway server port).
-    pub target_port: u16,
+    pub target_port: Port,
     /// Number of gateway pods. Default 2: every outbound connection of the
     /// mesh passes through them. Ignored when `autoscaling` is set.
     pub replicas: u32,
@@ -201,8 +201,8 @@ impl Default for GatewaySpec {
                 "istio".to_string(),
                 "egressgateway".to_string(),
             )])),
-            service_port: 443,
-            target_port: 8443,
+            service_port: Port(443),
+            target_port: Port(8443),
             replicas: 2,
             resources: Resources::default(),
             openshift: true,
@@ -231,6 +231,33 @@ impl Default for Resources {
             requests: BTreeMap::from([q("cpu", "100m"), q("memory", "128Mi")]),
             limits: BTreeMap::from([q("cpu", "2000m"), q("memory", "1024Mi")]),
         }
+    }
+}
+
+/// A TCP port, 1-65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(transparent)]
+pub struct Port(#[schemars(range(min = 1, max = 65535))] pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port number from 1 to 65535")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Port, E> {
+                match u16::try_from(v) {
+                    Ok(p) if p > 0 => Ok(Port(p)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Port, E> {
+                Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -304,8 +331,8 @@ fn unspanned<T>(v: impl Into<T>) -> Spanned<T> {
 fn default_config_namespace() -> Spanned<String> {
     unspanned("istio-system")
 }
-fn default_upstream_port() -> u16 {
-    443
+fn default_upstream_port() -> Port {
+    Port(443)
 }
 fn default_min_replicas() -> u32 {
     2
@@ -537,11 +564,12 @@ pub struct Error {
 }
 
 impl fmt::Display for Error {
+    /// `file:line:col: error: message` and a `help:` line, like rustc.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(at) = &self.at {
             write!(f, "{at}: ")?;
         }
-        f.write_str(&self.message)?;
+        write!(f, "error: {}", self.message)?;
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
         }
@@ -701,19 +729,6 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
             return Err(err(&spec.gateway.labels.referenced, why, ""));
         }
     }
-    for (field, port) in [
-        ("spec.upstreamPort", spec.upstream_port.unwrap_or(1)),
-        ("spec.gateway.servicePort", spec.gateway.service_port),
-        ("spec.gateway.targetPort", spec.gateway.target_port),
-    ] {
-        if port == 0 {
-            return Err(Error {
-                at: None,
-                message: format!("{field} is 0; ports are 1-65535"),
-                help: None,
-            });
-        }
-    }
     let ports = port_maps(name, &spec)?;
     let dns_cache = dns_cache(name, &spec.dns)?;
     let autoscaling = autoscaling(&spec.gateway)?;
@@ -756,10 +771,15 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
             message: format!("invalid domain {}: {e}", quoted(&d.value)),
             help: Some(e.help().to_string()),
         })?;
-        for n in normalised {
+        if !normalised.is_empty() {
+            let why: Vec<String> = normalised.iter().map(|n| n.to_string()).collect();
             notes.push(Note {
                 at: pos(name, &d.referenced),
-                message: format!("domain {} {n}: `{p}`", quoted(&d.value)),
+                message: format!(
+                    "domain {} normalised to `{p}`: {}",
+                    quoted(&d.value),
+                    why.join("; ")
+                ),
             });
         }
         occurrences.entry(p.clone()).or_default().push(d.referenced);
@@ -799,8 +819,8 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
                 deployment: g.deployment.value,
                 service_account: g.service_account.value,
                 labels: g.labels.value,
-                service_port: g.service_port,
-                target_port: g.target_port,
+                service_port: g.service_port.0,
+                target_port: g.target_port.0,
                 replicas: g.replicas,
                 resources: g.resources,
                 openshift: g.openshift,
@@ -845,9 +865,12 @@ fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
                 help: Some("keep `ports` and list every upstream port there".into()),
             });
         }
-        (Some(p), None) => (p.value.clone(), pos(name, &p.referenced)),
-        (None, Some(p)) => (vec![p], None),
-        (None, None) => (vec![default_upstream_port()], None),
+        (Some(p), None) => (
+            p.value.iter().map(|p| p.0).collect(),
+            pos(name, &p.referenced),
+        ),
+        (None, Some(p)) => (vec![p.0], None),
+        (None, None) => (vec![default_upstream_port().0], None),
     };
     let fail = |message: String, help: &str| Error {
         at: at.clone(),
@@ -875,14 +898,14 @@ fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
         if maps.iter().any(|m| m.upstream == p) {
             return Err(fail(format!("spec.ports lists {p} twice"), help));
         }
-        let target = u32::from(g.target_port) + i as u32;
+        let target = u32::from(g.target_port.0) + i as u32;
         let target = u16::try_from(target).map_err(|_| {
             fail(
                 format!("upstream port {p} would need gateway container port {target}, over 65535"),
                 "lower spec.gateway.targetPort",
             )
         })?;
-        let service = if i == 0 { g.service_port } else { p };
+        let service = if i == 0 { g.service_port.0 } else { p };
         if let Some(m) = maps.iter().find(|m| m.service == service) {
             return Err(fail(
                 format!(

@@ -904,7 +904,11 @@ fn plan(
         out,
         "Recognised {} old {}:",
         old.len(),
-        if old.len() == 1 { "resource" } else { "resources" }
+        if old.len() == 1 {
+            "resource"
+        } else {
+            "resources"
+        }
     );
     for (i, role) in &old {
         let o = &objs[*i];
