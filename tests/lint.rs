@@ -240,7 +240,7 @@ fn split_lists_are_unioned_and_a_dropped_chunk_is_drift() {
 fn drift_across_files_in_a_directory() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_dirs/split");
     let filter = lint::load::Filter::new(&[], &["charts/**".to_string()]).unwrap();
-    let sources = lint::load::read_paths(&[root.clone()], &filter, "-").unwrap();
+    let sources = lint::load::read_paths(std::slice::from_ref(&root), &filter, "-").unwrap();
     let names: Vec<String> = sources
         .iter()
         .map(|s| {
