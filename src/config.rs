@@ -853,8 +853,16 @@ const ISTIO_RESERVED_PORTS: &[u16] = &[
 const MAX_PORTS: usize = 16;
 
 /// Upstream ports and the gateway ports for each: the first uses
-/// `gateway.servicePort`/`targetPort`; the i-th further port uses Service
-/// port = the upstream port and container port `targetPort + i`.
+/// `gateway.servicePort`/`targetPort`; the i-th further port uses container
+/// port `targetPort + i` and a Service port of the same number.
+///
+/// The Gateway servers listen on the container ports, and Istio translates a
+/// Gateway port that equals a Service port into that port's `targetPort`
+/// (`resolvePorts` in istio/istio `pilot/pkg/model/gateway.go`, for
+/// label-selected gateways). So no Service port may equal another port's
+/// container port unless it targets that very port: with Service `8443 ->
+/// 8444` beside a Gateway server on 8443, istiod would bind the server to
+/// 8444 and the 8443 listener would never exist.
 fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
     let help = "list each TLS port once, e.g. `ports: [443, 8443]`";
     let (upstream, at): (Vec<u16>, Option<Pos>) = match (&spec.ports, spec.upstream_port) {
@@ -905,7 +913,7 @@ fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
                 "lower spec.gateway.targetPort",
             )
         })?;
-        let service = if i == 0 { g.service_port.0 } else { p };
+        let service = if i == 0 { g.service_port.0 } else { target };
         if let Some(m) = maps.iter().find(|m| m.service == service) {
             return Err(fail(
                 format!(
@@ -913,6 +921,18 @@ fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
                     m.upstream
                 ),
                 "change spec.gateway.servicePort, which carries the first upstream port",
+            ));
+        }
+        if let Some(m) = maps
+            .iter()
+            .find(|m| m.target == service || m.service == target)
+        {
+            return Err(fail(
+                format!(
+                    "the Service port and gateway port of upstream port {p} ({service} -> {target}) cross those of upstream port {} ({} -> {}); Istio would bind the Gateway server to the wrong port",
+                    m.upstream, m.service, m.target
+                ),
+                "change spec.gateway.servicePort or spec.gateway.targetPort so the ranges do not overlap",
             ));
         }
         if ISTIO_RESERVED_PORTS.contains(&target) {

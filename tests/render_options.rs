@@ -194,3 +194,74 @@ fn long_lists_with_several_ports_stay_under_the_object_limit() {
     }
     assert_lints_clean("big.yaml", &cfg, &r.manifest);
 }
+
+/// Istio's `resolvePorts` (istio/istio `pilot/pkg/model/gateway.go`) for a
+/// label-selected gateway: a Gateway server port that equals a Service port
+/// binds to the first such port's `targetPort`, else to the number as is.
+fn istio_resolve_port(number: u64, service_ports: &[(u64, u64)]) -> u64 {
+    service_ports
+        .iter()
+        .find(|(port, _)| *port == number)
+        .map_or(number, |(_, target)| *target)
+}
+
+/// Every Gateway server binds where the EnvoyFilter and the keep-alive
+/// route expect it, after Istio's Service-port translation, for every
+/// render fixture (the multi-port ones are the interesting case).
+#[test]
+fn gateway_servers_bind_where_the_envoy_filter_patches() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        let (cfg, _) = config::load(&path, &Overrides::default()).unwrap();
+        let manifest = render::render(&cfg).unwrap().manifest;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&manifest).unwrap();
+        let of = |kind: &'static str| docs.iter().filter(move |d| d["kind"] == kind);
+        let service_ports: Vec<(u64, u64)> = of("Service")
+            .flat_map(|s| s["spec"]["ports"].as_array().unwrap().clone())
+            .map(|p| {
+                (
+                    p["port"].as_u64().unwrap(),
+                    p["targetPort"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let patched: Vec<u64> = of("EnvoyFilter")
+            .flat_map(|f| f["spec"]["configPatches"].as_array().unwrap().clone())
+            .filter_map(|p| p["match"]["listener"]["portNumber"].as_u64())
+            .collect();
+        let servers: Vec<u64> = of("Gateway")
+            .flat_map(|g| g["spec"]["servers"].as_array().unwrap().clone())
+            .map(|s| s["port"]["number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(servers.len(), cfg.ports.len(), "{file}");
+        for n in &servers {
+            let bound = istio_resolve_port(*n, &service_ports);
+            assert_eq!(
+                bound, *n,
+                "{file}: Gateway server {n} would bind to {bound}"
+            );
+            assert!(
+                patched.contains(n),
+                "{file}: no EnvoyFilter patch for listener {n}"
+            );
+        }
+        // The container exposes every bound port.
+        let container_ports: Vec<u64> = of("Deployment")
+            .flat_map(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|p| p["containerPort"].as_u64().unwrap())
+            .collect();
+        for n in &servers {
+            assert!(
+                container_ports.contains(n),
+                "{file}: container lacks port {n}"
+            );
+        }
+    }
+}
