@@ -3,8 +3,8 @@
 //! position.
 //!
 //! It does not judge anything: rules do. It unwraps `kind: List`, keeps
-//! Istio kinds plus the Service and Deployment of the gateway, and ignores
-//! every other document.
+//! Istio kinds plus the Service and Deployment of the gateway and ConfigMaps
+//! (the mesh config), and ignores every other document.
 
 use super::ResourceRef;
 use super::load::{Document, Node, Pos, Value};
@@ -252,7 +252,7 @@ impl Model {
         };
         let core = matches!(
             (r.api_version.as_str(), r.kind.as_str()),
-            ("v1", "Service") | ("apps/v1", "Deployment")
+            ("v1", "Service") | ("apps/v1", "Deployment") | ("v1", "ConfigMap")
         );
         if r.is_istio() || core {
             self.resources.push(r);
