@@ -254,7 +254,7 @@ impl Model {
             (r.api_version.as_str(), r.kind.as_str()),
             ("v1", "Service") | ("apps/v1", "Deployment") | ("v1", "ConfigMap")
         );
-        if r.is_istio() || core {
+        if r.is_istio() || core || crate::schema::known(&r.api_version, &r.kind) {
             self.resources.push(r);
         }
     }
