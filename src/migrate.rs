@@ -728,7 +728,27 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
             _ => {}
         }
     }
+    let accounts: Vec<(String, Option<String>)> = f
+        .old
+        .iter()
+        .filter(|(i, _)| objs[*i].kind == "Deployment")
+        .filter_map(|(i, _)| {
+            let d = &objs[*i];
+            d.node
+                .path(&["spec", "template", "spec", "serviceAccountName"])
+                .and_then(Node::as_str)
+                .map(|sa| (sa.to_string(), d.namespace.clone()))
+        })
+        .collect();
     for (i, o) in objs.iter().enumerate() {
+        if o.api_version == "v1"
+            && o.kind == "ServiceAccount"
+            && accounts
+                .iter()
+                .any(|(sa, ns)| *sa == o.name && *ns == o.namespace)
+        {
+            f.old.push((i, "the old gateway pods' identity"));
+        }
         if o.kind == "HorizontalPodAutoscaler"
             && o.node
                 .path(&["spec", "scaleTargetRef", "name"])
@@ -995,6 +1015,7 @@ fn plan(
         "HorizontalPodAutoscaler",
         "Deployment",
         "Service",
+        "ServiceAccount",
     ];
     for kind in order {
         for (i, _) in old.iter().filter(|(i, _)| objs[*i].kind == kind) {
