@@ -147,3 +147,30 @@ fn reads_stdin() {
             .contains("<stdin>:58:1  VirtualService istio-system/egress-sni")
     );
 }
+
+/// Files and directories mix: the domain lists are unioned across them.
+#[test]
+fn mixes_files_and_directories() {
+    let out = egressgen()
+        .args([
+            "migrate",
+            "tests/migrate/istio-1.19-istio-stats",
+            "tests/migrate/sni-cluster.yaml",
+        ])
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&out.stdout);
+    let plan = String::from_utf8_lossy(&out.stderr);
+    for d in ["- \"*.wikipedia.org\"", "- api.github.com"] {
+        assert!(config.contains(d), "{d} missing:\n{config}");
+    }
+    // en.wikipedia.org is covered by the wildcard from the other input.
+    assert!(
+        plan.contains("dropped `en.wikipedia.org`: already covered by `*.wikipedia.org`"),
+        "{plan}"
+    );
+    assert!(plan.contains("03-wikipedia.yaml") && plan.contains("sni-cluster.yaml"));
+    // Lists of one kind are compared as their union (routes may be split
+    // over several VirtualServices), so two complete recipes agree.
+    assert_eq!(out.status.code(), Some(0), "{plan}");
+}
