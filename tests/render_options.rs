@@ -265,3 +265,60 @@ fn gateway_servers_bind_where_the_envoy_filter_patches() {
         }
     }
 }
+
+/// The real client reads every layout: `kubectl kustomize` builds each
+/// rendered manifest (it refuses malformed objects and two objects with the
+/// same kind, namespace and name) and keeps every object.
+#[test]
+fn kubectl_kustomize_builds_every_layout() {
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output();
+    assert!(
+        kubectl.is_ok_and(|o| o.status.success()),
+        "this test needs kubectl (https://kubernetes.io/docs/tasks/tools/): \
+         curl -LO https://dl.k8s.io/release/v1.32.4/bin/linux/amd64/kubectl && install kubectl /usr/local/bin/"
+    );
+    let ids = |manifest: &str| -> Vec<String> {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(manifest).unwrap();
+        let mut ids: Vec<String> = docs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}/{}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["namespace"].as_str().unwrap_or(""),
+                    d["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        let (cfg, _) = config::load(&path, &Overrides::default()).unwrap();
+        let manifest = render::render(&cfg).unwrap().manifest;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("manifest.yaml"), &manifest).unwrap();
+        std::fs::write(
+            tmp.path().join("kustomization.yaml"),
+            "resources:\n- manifest.yaml\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new("kubectl")
+            .arg("kustomize")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: kubectl kustomize: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let built = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(ids(&built), ids(&manifest), "{file}");
+    }
+}
