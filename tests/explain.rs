@@ -94,15 +94,17 @@ fn non_utf8_host_is_refused_not_a_crash() {
     );
 }
 
-/// The `server_names` of every filter chain in the rendered EnvoyFilter.
-fn rendered_server_names(manifest: &str) -> Vec<String> {
+/// The `server_names` of each internal listener in the rendered
+/// EnvoyFilter (one listener per upstream port), unioned over its chains.
+fn rendered_server_names(manifest: &str) -> Vec<Vec<String>> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(manifest).unwrap();
-    let mut names = Vec::new();
+    let mut listeners = Vec::new();
     for d in docs.iter().filter(|d| d["kind"] == "EnvoyFilter") {
         for patch in d["spec"]["configPatches"].as_array().unwrap() {
             let Some(chains) = patch["patch"]["value"]["filter_chains"].as_array() else {
                 continue;
             };
+            let mut names = Vec::new();
             for chain in chains {
                 for n in chain["filter_chain_match"]["server_names"]
                     .as_array()
@@ -112,9 +114,10 @@ fn rendered_server_names(manifest: &str) -> Vec<String> {
                     names.push(n.as_str().unwrap().to_string());
                 }
             }
+            listeners.push(names);
         }
     }
-    names
+    listeners
 }
 
 fn label() -> impl Strategy<Value = String> {
@@ -145,10 +148,21 @@ proptest! {
     fn explain_agrees_with_the_rendered_envoy_filter(
         entries in proptest::collection::vec(entry(), 1..6),
         hosts in proptest::collection::vec(host(), 1..8),
+        ports in prop_oneof![Just(vec![443u16]), Just(vec![443u16, 8443])],
     ) {
-        let (cfg, _) = config::from_domains(&entries, &Overrides::default()).unwrap();
+        let text = format!(
+            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: p\nspec:\n  ports: {ports:?}\n  domains: {}\n",
+            serde_json::to_string(&entries).unwrap()
+        );
+        let (cfg, _) = config::parse("p.yaml", &text, &Overrides::default()).unwrap();
         let manifest = egressgen::render::render(&cfg).unwrap().manifest;
-        let names = rendered_server_names(&manifest);
+        let listeners = rendered_server_names(&manifest);
+        // One internal listener per upstream port, each with the same names.
+        prop_assert_eq!(listeners.len(), ports.len());
+        for l in &listeners[1..] {
+            prop_assert_eq!(l, &listeners[0]);
+        }
+        let names = listeners[0].clone();
         prop_assert!(!names.is_empty());
         let unique: HashSet<&String> = names.iter().collect();
         prop_assert_eq!(unique.len(), names.len(), "Envoy rejects duplicate server_names");
