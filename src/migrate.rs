@@ -404,10 +404,11 @@ fn is_istio(o: &Obj) -> bool {
         .is_some_and(|g| g.ends_with(".istio.io"))
 }
 
+/// Istio objects of one kind.
 fn of_kind<'a>(objs: &'a [Obj], kind: &'a str) -> impl Iterator<Item = (usize, &'a Obj)> {
     objs.iter()
         .enumerate()
-        .filter(move |(_, o)| o.kind == kind && (is_istio(o) || !kind.ends_with("Entry")))
+        .filter(move |(_, o)| o.kind == kind && is_istio(o))
 }
 
 fn strings(n: Option<&Node>) -> Vec<(String, Pos)> {
