@@ -47,6 +47,11 @@ pub enum Command {
     Fn(FnArgs),
     /// Set egressgen up as a Kustomize exec plugin.
     KustomizePlugin(KustomizePluginArgs),
+    /// Say whether a host is allowed, by which entry, or why not (exit 0 allowed, 1 refused).
+    Explain(ExplainArgs),
+    /// Turn the Istio <=1.19 wildcard-egress recipe (SNI proxy, forward_downstream_sni,
+    /// sni_verifier) into an EgressGateway config, and print a migration plan.
+    Migrate(MigrateArgs),
     /// Print the JSON Schema of the EgressGateway config file.
     Schema,
 }
@@ -80,6 +85,34 @@ pub enum KustomizePluginCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Old manifests: files, directories (recursive *.yaml, *.yml) or `-` for stdin.
+    #[arg(value_name = "OLD", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write the config to FILE atomically (the plan goes to stdout); else
+    /// the config goes to stdout and the plan to stderr.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Istio version `X.Y` to write as spec.istio.version.
+    #[arg(long, value_name = "X.Y")]
+    pub istio_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
+pub struct ExplainArgs {
+    /// Host names to check, as a client would put them in its TLS SNI.
+    #[arg(value_name = "HOST", required = true, value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub hosts: Vec<std::ffi::OsString>,
+    /// EgressGateway config file whose allowlist to ask.
+    #[arg(short = 'c', long = "config", value_name = "FILE", group = "source")]
+    pub config: Option<PathBuf>,
+    /// An allowlist entry (repeatable), instead of a config file.
+    #[arg(long = "allow", value_name = "PATTERN", group = "source")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +235,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Ok(exit::OK)
             }
         },
+        Command::Explain(args) => crate::explain::run(args),
+        Command::Migrate(args) => crate::migrate::run(args),
     }
 }
 
