@@ -11,10 +11,9 @@
 //! Flows that pass 1 MiB in one direction switch to `splice(2)` on Linux
 //! (see [`super::splice`]); short ones stay on plain reads and writes.
 //!
-//! Relay buffers are allocated only when a side has data to read and freed
-//! once it is written; they start at 16 KiB and grow to 64 KiB (and are kept)
-//! for bulk flows. Idle connections hold no buffer, and reads go into
-//! uninitialised capacity, so small exchanges cost no memset.
+//! Relay buffers exist only while bytes are in flight (see [`Half`]): they
+//! start at 16 KiB and grow to 64 KiB for bulk flows, and an idle connection
+//! gives them back, so idle connections stay small.
 //!
 //! The allow decision is [`Allowlist::decide`]; this module never matches
 //! names itself.
@@ -419,13 +418,18 @@ enum RelayError {
 }
 
 /// One direction of the relay.
+///
+/// The buffer exists only while bytes are in flight: it is allocated when the
+/// socket turns readable, read into without zero-filling, and handed back to
+/// the allocator once it has been written out and the socket has nothing
+/// more. So an idle connection holds no relay memory, and a busy one reuses
+/// the chunk the allocator just got back.
 struct Half {
-    /// Bytes `pos..buf.len()` are waiting to be written. The buffer is
-    /// allocated when data arrives and freed once written, unless the flow
-    /// is bulk (reads fill it), so idle connections hold no buffer.
+    /// Bytes `pos..buf.len()` are waiting to be written.
     buf: Vec<u8>,
     pos: usize,
-    /// Capacity of the next buffer: grows while reads fill the buffer.
+    /// Size of the next buffer: starts at [`RELAY_START`], grows to
+    /// [`RELAY_MAX`] after reads that fill it.
     size: usize,
     eof: bool,
     done: bool,
@@ -467,7 +471,7 @@ impl Half {
                     self.buf = Vec::new();
                 }
                 Err(_) => {
-                    // Out of file descriptors: keep copying.
+                    // Out of fds: keep copying.
                     self.splice = false;
                     return Poll::Ready(Ok(()));
                 }
@@ -505,15 +509,7 @@ impl Half {
                 *progress = true;
                 if self.pos == self.buf.len() {
                     self.pos = 0;
-                    let filled = self.buf.len() == self.buf.capacity();
-                    if filled {
-                        self.size = (self.size * 4).min(RELAY_MAX);
-                    }
-                    if filled && self.buf.capacity() >= self.size {
-                        self.buf.clear(); // bulk: keep the big buffer
-                    } else {
-                        self.buf = Vec::new();
-                    }
+                    self.buf.clear();
                 }
                 continue;
             }
@@ -531,17 +527,22 @@ impl Half {
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
-            // Wait for data before allocating a buffer for it.
-            ready!(r.poll_read_ready(cx))?;
-            if self.buf.capacity() == 0 {
+            if r.poll_read_ready(cx)?.is_pending() {
+                // Nothing buffered and nothing to read: give the buffer back.
+                self.buf = Vec::new();
+                return Poll::Pending;
+            }
+            if self.buf.capacity() < self.size {
                 self.buf = Vec::with_capacity(self.size);
             }
             match r.try_read_buf(&mut self.buf) {
-                Ok(0) => {
-                    self.eof = true;
-                    self.buf = Vec::new();
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    if n == self.buf.capacity() {
+                        self.size = (self.size * 4).min(RELAY_MAX);
+                    }
+                    *progress = true;
                 }
-                Ok(_) => *progress = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
