@@ -86,6 +86,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the string, it reads back as exactly that string, as
+        /// the value of one key, in block context.
+        #[test]
+        fn any_string_round_trips(s in "\\PC*|[a-z0-9.:#&*!|>'\"%@`{}\\[\\], -]{0,12}") {
+            let mut out = String::from("key: ");
+            write_value(&mut out, &Value::from(s.as_str())).unwrap();
+            out.push_str("\nnext: 1\n");
+            let parsed: std::collections::BTreeMap<String, serde_json::Value> =
+                serde_saphyr::from_str(&out).unwrap();
+            proptest::prop_assert_eq!(parsed.len(), 2);
+            proptest::prop_assert_eq!(parsed["key"].as_str(), Some(s.as_str()));
+        }
+    }
+
     #[test]
     fn hostile_strings_stay_one_scalar() {
         let mut out = String::new();

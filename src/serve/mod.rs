@@ -129,6 +129,14 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         splice: cfg!(target_os = "linux") && !args.no_splice,
     };
     let log = open_log(args.access_log.as_deref(), args.log_format)?;
+    let fds = raise_fd_limit();
+    // A connection needs 2 descriptors, 6 while spliced (two pipes).
+    if fds.is_some_and(|n| n < 2 * settings.max_connections as u64 + 64) {
+        eprintln!(
+            "egressgen serve: warning: the open-file limit ({}) is below 2 x --max-connections; connections past it fail (UF) instead of being refused (UO)",
+            fds.unwrap_or(0)
+        );
+    }
     let workers = args
         .workers
         .map(usize::from)
@@ -246,6 +254,31 @@ fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     socket.bind(&addr.into()).with_context(what)?;
     socket.listen(4096).with_context(what)?;
     tokio::net::TcpListener::from_std(socket.into()).with_context(what)
+}
+
+/// Raises the soft open-file limit to the hard one, as servers usually do,
+/// and returns the limit now in force.
+fn raise_fd_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return None;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r = raised;
+            }
+        }
+    }
+    Some(r.rlim_cur)
 }
 
 /// Completes on SIGINT or SIGTERM.

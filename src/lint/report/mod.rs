@@ -1,0 +1,35 @@
+//! Printing a lint [`Report`]: text (the default), JSON, SARIF 2.1.0 and
+//! GitHub Actions annotations. Reporters only format; they never decide
+//! what is a finding, and they never print the summary (the CLI writes it
+//! to stderr).
+
+mod github;
+mod json;
+mod sarif;
+mod text;
+
+use super::Report;
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// `FILE:LINE:COL: error[EGxxx] message` and a `help:` line.
+    #[default]
+    Text,
+    /// One JSON object with a `findings` array.
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning.
+    Sarif,
+    /// `::error file=...,line=...::` workflow commands.
+    Github,
+}
+
+/// The report as `format`, for stdout.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Text => text::render(report),
+        Format::Json => json::render(report),
+        Format::Sarif => sarif::render(report),
+        Format::Github => github::render(report),
+    }
+}

@@ -1,0 +1,105 @@
+//! SARIF 2.1.0 output, as GitHub code scanning reads it: every rule in
+//! `tool.driver.rules`, one result per finding with a 1-based `startLine`,
+//! and `results: []` when clean.
+
+use serde_json::{Value, json};
+
+use crate::lint::rules::RULES;
+use crate::lint::{Report, Severity};
+
+const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+
+fn level(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+pub fn render(report: &Report) -> String {
+    let rules: Vec<Value> = RULES
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.code,
+                "name": r.name,
+                "shortDescription": { "text": r.summary() },
+                "fullDescription": { "text": r.section("Why is this bad?").replace('\n', " ") },
+                "help": { "text": r.doc(), "markdown": r.doc() },
+                "helpUri": format!("https://github.com/egressgen/egressgen#{}", r.code.to_ascii_lowercase()),
+                "defaultConfiguration": { "level": level(r.severity) },
+            })
+        })
+        .collect();
+    let results: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let mut text = f.message.clone();
+            if let Some(h) = &f.help {
+                text.push_str("\nhelp: ");
+                text.push_str(h);
+            }
+            let rule_index = RULES.iter().position(|r| r.code == f.code).unwrap_or(0);
+            let mut result = json!({
+                "ruleId": f.code,
+                "ruleIndex": rule_index,
+                "level": level(f.severity),
+                "message": { "text": text },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": uri(&f.file) },
+                        "region": {
+                            "startLine": f.line.max(1),
+                            "startColumn": f.column.max(1),
+                        }
+                    }
+                }],
+            });
+            if let Some(r) = &f.resource {
+                let name = match &r.namespace {
+                    Some(ns) => format!("{}/{ns}/{}", r.kind, r.name),
+                    None => format!("{}/{}", r.kind, r.name),
+                };
+                result["locations"][0]["logicalLocations"] =
+                    json!([{ "name": name, "fullyQualifiedName": format!("{name}#{}", f.field_path), "kind": "resource" }]);
+            }
+            result
+        })
+        .collect();
+    let doc = json!({
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "egressgen",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "informationUri": "https://github.com/egressgen/egressgen",
+                    "rules": rules,
+                }
+            },
+            "results": results,
+        }]
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+    s.push('\n');
+    s
+}
+
+/// A relative path as a URI reference: `/` separators, and characters that
+/// are not allowed in a URI percent-encoded.
+fn uri(path: &str) -> String {
+    let path = path.strip_prefix("./").unwrap_or(path);
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b'\\' => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,296 @@
+//! The lint rules: one file per code, each documented where it lives.
+//!
+//! A rule reads the [`Model`] and reports through [`Ctx::report`]; it
+//! never prints. Its file starts with a `//!` doc in four sections (What it
+//! does / Why is this bad? / Example / Use instead), which `egressgen lint
+//! --explain` prints and from which the README table is generated.
+
+use std::collections::HashMap;
+
+use super::extract::{Model, Resource};
+use super::load::Pos;
+use super::{Finding, Options, Severity};
+
+mod eg001_missing_host;
+mod eg002_stray_host;
+mod eg003_host_not_in_config;
+mod eg004_config_host_missing;
+mod eg005_invalid_host;
+mod eg006_overlapping_host;
+mod eg007_service_entry_too_large;
+mod eg008_unknown_internal_listener;
+mod eg009_unknown_cluster;
+mod eg010_dns_cache_mismatch;
+mod eg011_missing_subset;
+mod eg012_route_not_to_gateway;
+mod eg013_gateway_port_not_target_port;
+mod eg014_tls_not_istio_mutual;
+mod eg015_port_mismatch;
+mod eg016_missing_keepalive;
+mod eg017_selector_mismatch;
+mod eg018_unscoped_envoyfilter;
+mod eg019_merge_without_port;
+mod eg020_mesh_wide_telemetry;
+mod eg021_schema;
+mod eg022_allow_any_outbound;
+
+/// One lint rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub code: &'static str,
+    /// kebab-case name, e.g. `missing-host`.
+    pub name: &'static str,
+    pub severity: Severity,
+    /// The rule's own source file, whose `//!` doc is the documentation.
+    pub source: &'static str,
+    pub check: fn(&mut Ctx),
+}
+
+impl Rule {
+    /// The `//!` documentation of the rule, as Markdown.
+    pub fn doc(&self) -> String {
+        let mut out = String::new();
+        for line in self.source.lines() {
+            let Some(rest) = line.strip_prefix("//!") else {
+                break;
+            };
+            out.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The text of one `## Section` of the doc.
+    pub fn section(&self, title: &str) -> String {
+        let doc = self.doc();
+        let mut lines = doc
+            .lines()
+            .skip_while(|l| l.trim() != format!("## {title}"));
+        lines.next();
+        let body: Vec<&str> = lines.take_while(|l| !l.starts_with("## ")).collect();
+        body.join("\n").trim().to_string()
+    }
+
+    /// The first sentence of "What it does", for tables.
+    pub fn summary(&self) -> String {
+        let what = self.section("What it does").replace('\n', " ");
+        match what.find(". ") {
+            Some(i) => what[..=i].to_string(),
+            None => what,
+        }
+    }
+}
+
+/// Every rule, in code order.
+pub const RULES: &[Rule] = &[
+    eg001_missing_host::RULE,
+    eg002_stray_host::RULE,
+    eg003_host_not_in_config::RULE,
+    eg004_config_host_missing::RULE,
+    eg005_invalid_host::RULE,
+    eg006_overlapping_host::RULE,
+    eg007_service_entry_too_large::RULE,
+    eg008_unknown_internal_listener::RULE,
+    eg009_unknown_cluster::RULE,
+    eg010_dns_cache_mismatch::RULE,
+    eg011_missing_subset::RULE,
+    eg012_route_not_to_gateway::RULE,
+    eg013_gateway_port_not_target_port::RULE,
+    eg014_tls_not_istio_mutual::RULE,
+    eg015_port_mismatch::RULE,
+    eg016_missing_keepalive::RULE,
+    eg017_selector_mismatch::RULE,
+    eg018_unscoped_envoyfilter::RULE,
+    eg019_merge_without_port::RULE,
+    eg020_mesh_wide_telemetry::RULE,
+    eg021_schema::RULE,
+    eg022_allow_any_outbound::RULE,
+];
+
+/// Looks a rule up by code, case-insensitively.
+pub fn find(code: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.code.eq_ignore_ascii_case(code))
+}
+
+/// What a rule sees, and where it reports.
+pub struct Ctx<'a> {
+    pub model: &'a Model,
+    pub opts: &'a Options,
+    pub rule: &'static Rule,
+    findings: Vec<Finding>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(model: &'a Model, opts: &'a Options) -> Ctx<'a> {
+        Ctx {
+            model,
+            opts,
+            rule: &RULES[0],
+            findings: Vec::new(),
+        }
+    }
+
+    pub fn resource(&self, i: usize) -> &'a Resource {
+        &self.model.resources[i]
+    }
+
+    /// Reports a finding of the current rule on resource `i`, unless the
+    /// resource's `egressgen.io/ignore` annotation lists the code.
+    pub fn report(
+        &mut self,
+        i: usize,
+        at: Pos,
+        field_path: &str,
+        message: String,
+        help: Option<String>,
+    ) {
+        let r = &self.model.resources[i];
+        if r.ignore.iter().any(|c| c == self.rule.code) {
+            return;
+        }
+        self.findings.push(Finding {
+            code: self.rule.code,
+            severity: self.rule.severity,
+            message,
+            help,
+            file: self.model.file(r).to_string(),
+            line: at.line,
+            column: at.column,
+            resource: Some(r.reference()),
+            field_path: field_path.to_string(),
+        });
+    }
+
+    /// `file:line` of a position in resource `i`, for messages.
+    pub fn loc(&self, i: usize, at: Pos) -> String {
+        format!("{}:{}", self.model.file(self.resource(i)), at.line)
+    }
+
+    pub fn finish(self) -> Vec<Finding> {
+        self.findings
+    }
+}
+
+/// The normalised config domains, when `--config` is given.
+pub fn config_hosts(opts: &Options) -> Option<std::collections::HashSet<String>> {
+    opts.config.as_ref().map(|c| {
+        c.allowlist
+            .entries()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    })
+}
+
+/// The gateway Service's names a route may use: `name.ns.svc.cluster.local`
+/// and the short forms Istio expands relative to the route's namespace.
+pub fn service_host_matches(
+    host: &str,
+    route_ns: Option<&str>,
+    svc_name: &str,
+    svc_ns: Option<&str>,
+) -> bool {
+    let host = host.to_ascii_lowercase();
+    let svc_ns = svc_ns.or(route_ns).unwrap_or("default");
+    let fqdn = format!("{svc_name}.{svc_ns}.svc.cluster.local");
+    if host == fqdn
+        || host == format!("{svc_name}.{svc_ns}")
+        || host == format!("{svc_name}.{svc_ns}.svc")
+    {
+        return true;
+    }
+    host == svc_name && route_ns.unwrap_or("default") == svc_ns
+}
+
+/// A Kubernetes host name expanded to its FQDN, as Istio does for short
+/// names relative to the namespace of the resource that writes it.
+pub fn fqdn(host: &str, ns: Option<&str>) -> String {
+    let host = host.to_ascii_lowercase();
+    let ns = ns.unwrap_or("default");
+    match host.matches('.').count() {
+        0 => format!("{host}.{ns}.svc.cluster.local"),
+        1 => format!("{host}.svc.cluster.local"),
+        _ if host.ends_with(".svc") => format!("{host}.cluster.local"),
+        _ => host,
+    }
+}
+
+/// VirtualServices that hold a mesh TLS route with `sniHosts`.
+pub fn mesh_tls_routes(model: &Model) -> Vec<usize> {
+    let mut v: Vec<usize> = model
+        .lists
+        .iter()
+        .filter(|l| l.place == super::extract::Place::SniHosts)
+        .map(|l| l.resource)
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Services that front the gateway pods: their selector is part of some
+/// Gateway's selector. With no Gateway in the input, every Service.
+pub fn gateway_services(model: &Model) -> Vec<usize> {
+    use super::extract::{labels, selects};
+    let gateway_selectors: Vec<Vec<(String, String)>> = model
+        .of_kind("Gateway")
+        .map(|(_, g)| labels(g.spec().and_then(|s| s.get("selector"))))
+        .collect();
+    model
+        .of_kind("Service")
+        .filter(|(_, s)| {
+            let sel = labels(s.spec().and_then(|s| s.get("selector")));
+            gateway_selectors.is_empty()
+                || (!sel.is_empty() && gateway_selectors.iter().any(|g| selects(&sel, g)))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Where to point at a whole resource: its `metadata.name`, else its start.
+pub fn name_pos(r: &Resource) -> Pos {
+    r.node.path(&["metadata", "name"]).map_or(r.at, |n| n.at)
+}
+
+/// Where to point at a resource's `spec` key, else its start.
+pub fn spec_pos(r: &Resource) -> Pos {
+    r.node.entry("spec").map_or(r.at, |(k, _)| k.at)
+}
+
+/// The `file:line` of each place's first list, for messages.
+pub fn first_list_locs(ctx: &Ctx) -> HashMap<super::extract::Place, String> {
+    let mut m = HashMap::new();
+    for l in &ctx.model.lists {
+        m.entry(l.place)
+            .or_insert_with(|| ctx.loc(l.resource, l.at));
+    }
+    m
+}
+
+/// The README table of every code, then each code's example and fix,
+/// generated from the rule docs.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Code | Name | Severity | What it finds |\n|---|---|---|---|\n");
+    for r in RULES {
+        out.push_str(&format!(
+            "| [{}](#{}) | `{}` | {} | {} |\n",
+            r.code,
+            r.code.to_ascii_lowercase(),
+            r.name,
+            r.severity.as_str(),
+            r.summary().replace('|', "\\|")
+        ));
+    }
+    for r in RULES {
+        out.push_str(&format!(
+            "\n#### {}\n\n`{}` ({}). {}\n\n**Why:** {}\n\n**Example**\n\n{}\n\n**Fix**\n\n{}\n",
+            r.code,
+            r.name,
+            r.severity.as_str(),
+            r.section("What it does").replace('\n', " "),
+            r.section("Why is this bad?").replace('\n', " "),
+            r.section("Example"),
+            r.section("Use instead"),
+        ));
+    }
+    out
+}

@@ -1,0 +1,355 @@
+//! Validation against the real Istio CRD schemas and Kubernetes schemas
+//! kept in `schemas/`.
+//!
+//! The Istio schemas are the CRDs' `openAPIV3Schema`, copied unchanged (see
+//! `schemas/istio/extract.py`). CRDs let unknown fields through the JSON
+//! Schema itself (the API server prunes them), so a typo such as `sniHost`
+//! would silently empty an allowlist. This module makes every object schema
+//! strict: an unknown field is an error, except under
+//! `x-kubernetes-preserve-unknown-fields` (EnvoyFilter patch values).
+//! The Kubernetes schemas come from the official client's models (see
+//! `schemas/kubernetes/generate.py`) and are already strict.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Istio,
+    Kubernetes,
+}
+
+/// (apiVersion, kind, family, schema text)
+const SCHEMAS: &[(&str, &str, Family, &str)] = &[
+    (
+        "security.istio.io/v1",
+        "AuthorizationPolicy",
+        Family::Istio,
+        include_str!("../schemas/istio/AuthorizationPolicy.v1.json"),
+    ),
+    (
+        "security.istio.io/v1beta1",
+        "AuthorizationPolicy",
+        Family::Istio,
+        include_str!("../schemas/istio/AuthorizationPolicy.v1beta1.json"),
+    ),
+    (
+        "networking.istio.io/v1",
+        "DestinationRule",
+        Family::Istio,
+        include_str!("../schemas/istio/DestinationRule.v1.json"),
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "DestinationRule",
+        Family::Istio,
+        include_str!("../schemas/istio/DestinationRule.v1alpha3.json"),
+    ),
+    (
+        "networking.istio.io/v1beta1",
+        "DestinationRule",
+        Family::Istio,
+        include_str!("../schemas/istio/DestinationRule.v1beta1.json"),
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "EnvoyFilter",
+        Family::Istio,
+        include_str!("../schemas/istio/EnvoyFilter.v1alpha3.json"),
+    ),
+    (
+        "networking.istio.io/v1",
+        "Gateway",
+        Family::Istio,
+        include_str!("../schemas/istio/Gateway.v1.json"),
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "Gateway",
+        Family::Istio,
+        include_str!("../schemas/istio/Gateway.v1alpha3.json"),
+    ),
+    (
+        "networking.istio.io/v1beta1",
+        "Gateway",
+        Family::Istio,
+        include_str!("../schemas/istio/Gateway.v1beta1.json"),
+    ),
+    (
+        "security.istio.io/v1",
+        "PeerAuthentication",
+        Family::Istio,
+        include_str!("../schemas/istio/PeerAuthentication.v1.json"),
+    ),
+    (
+        "security.istio.io/v1beta1",
+        "PeerAuthentication",
+        Family::Istio,
+        include_str!("../schemas/istio/PeerAuthentication.v1beta1.json"),
+    ),
+    (
+        "networking.istio.io/v1",
+        "ServiceEntry",
+        Family::Istio,
+        include_str!("../schemas/istio/ServiceEntry.v1.json"),
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "ServiceEntry",
+        Family::Istio,
+        include_str!("../schemas/istio/ServiceEntry.v1alpha3.json"),
+    ),
+    (
+        "networking.istio.io/v1beta1",
+        "ServiceEntry",
+        Family::Istio,
+        include_str!("../schemas/istio/ServiceEntry.v1beta1.json"),
+    ),
+    (
+        "networking.istio.io/v1",
+        "Sidecar",
+        Family::Istio,
+        include_str!("../schemas/istio/Sidecar.v1.json"),
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "Sidecar",
+        Family::Istio,
+        include_str!("../schemas/istio/Sidecar.v1alpha3.json"),
+    ),
+    (
+        "networking.istio.io/v1beta1",
+        "Sidecar",
+        Family::Istio,
+        include_str!("../schemas/istio/Sidecar.v1beta1.json"),
+    ),
+    (
+        "telemetry.istio.io/v1",
+        "Telemetry",
+        Family::Istio,
+        include_str!("../schemas/istio/Telemetry.v1.json"),
+    ),
+    (
+        "telemetry.istio.io/v1alpha1",
+        "Telemetry",
+        Family::Istio,
+        include_str!("../schemas/istio/Telemetry.v1alpha1.json"),
+    ),
+    (
+        "networking.istio.io/v1",
+        "VirtualService",
+        Family::Istio,
+        include_str!("../schemas/istio/VirtualService.v1.json"),
+    ),
+    (
+        "networking.istio.io/v1alpha3",
+        "VirtualService",
+        Family::Istio,
+        include_str!("../schemas/istio/VirtualService.v1alpha3.json"),
+    ),
+    (
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        Family::Istio,
+        include_str!("../schemas/istio/VirtualService.v1beta1.json"),
+    ),
+    (
+        "apps/v1",
+        "Deployment",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/Deployment.v1.json"),
+    ),
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/HorizontalPodAutoscaler.v2.json"),
+    ),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/NetworkPolicy.v1.json"),
+    ),
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/PodDisruptionBudget.v1.json"),
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/Role.v1.json"),
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/RoleBinding.v1.json"),
+    ),
+    (
+        "v1",
+        "Service",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/Service.v1.json"),
+    ),
+    (
+        "v1",
+        "ServiceAccount",
+        Family::Kubernetes,
+        include_str!("../schemas/kubernetes/ServiceAccount.v1.json"),
+    ),
+];
+
+/// One way an object breaks its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Path of the offending value inside the object, as keys and list
+    /// indices (`["spec", "tls", "0", "match"]`).
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+type Validators = HashMap<(&'static str, &'static str), (Family, jsonschema::Validator)>;
+
+fn validators() -> &'static Validators {
+    static CELL: OnceLock<Validators> = OnceLock::new();
+    CELL.get_or_init(|| {
+        SCHEMAS
+            .iter()
+            .map(|(api, kind, family, text)| {
+                let mut schema: Value =
+                    serde_json::from_str(text).expect("embedded schemas are JSON (tested)");
+                if *family == Family::Istio {
+                    make_strict(&mut schema);
+                }
+                let v =
+                    jsonschema::validator_for(&schema).expect("embedded schemas compile (tested)");
+                ((*api, *kind), (*family, v))
+            })
+            .collect()
+    })
+}
+
+/// Adds `additionalProperties: false` to every object schema that lists its
+/// properties, unless it preserves unknown fields or says otherwise.
+fn make_strict(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let preserve = map
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if map.contains_key("properties")
+                && !preserve
+                && !map.contains_key("additionalProperties")
+            {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for v in map.values_mut() {
+                make_strict(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(make_strict),
+        _ => {}
+    }
+}
+
+/// True when a schema for this apiVersion and kind is shipped.
+pub fn known(api_version: &str, kind: &str) -> bool {
+    validators().contains_key(&(api_version, kind))
+}
+
+/// Validates a whole object (with apiVersion, kind and metadata). Returns
+/// `None` when no schema for it is shipped.
+pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Violation>> {
+    let (family, validator) = validators().get(&(api_version, kind))?;
+    // A CRD schema describes `spec` and `status`; the API server checks
+    // apiVersion, kind and metadata itself.
+    let instance;
+    let target = match (family, object) {
+        (Family::Istio, Value::Object(map)) => {
+            let mut m = map.clone();
+            for k in ["apiVersion", "kind", "metadata"] {
+                m.remove(k);
+            }
+            instance = Value::Object(m);
+            &instance
+        }
+        _ => object,
+    };
+    let mut out: Vec<Violation> = validator
+        .iter_errors(target)
+        .map(|e| Violation {
+            path: e
+                .instance_path()
+                .as_str()
+                .split('/')
+                .skip(1)
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect(),
+            message: e.masked().to_string(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    out.dedup();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_embedded_schema_compiles() {
+        assert_eq!(validators().len(), SCHEMAS.len());
+    }
+
+    #[test]
+    fn a_misspelt_field_is_an_error() {
+        let vs = json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "x"},
+            "spec": {"hosts": ["a.example.com"], "tls": [{"match": [{"port": 443, "sniHost": ["a.example.com"]}]}]}
+        });
+        let v = validate("networking.istio.io/v1", "VirtualService", &vs).unwrap();
+        let messages: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "\"sniHosts\" is a required property",
+                "Additional properties are not allowed ('sniHost' was unexpected)"
+            ]
+        );
+        assert!(
+            v.iter()
+                .all(|v| v.path == ["spec", "tls", "0", "match", "0"])
+        );
+    }
+
+    #[test]
+    fn a_bad_enum_is_an_error_and_preserved_fields_are_not() {
+        let dr = json!({"spec": {"host": "h", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTAL"}}}});
+        let v = validate("networking.istio.io/v1", "DestinationRule", &dr).unwrap();
+        assert_eq!(v[0].path, ["spec", "trafficPolicy", "tls", "mode"]);
+        let ef = json!({"spec": {"configPatches": [{"applyTo": "CLUSTER", "patch": {"operation": "ADD", "value": {"anything": {"goes": 1}}}}]}});
+        assert_eq!(
+            validate("networking.istio.io/v1alpha3", "EnvoyFilter", &ef).unwrap(),
+            []
+        );
+    }
+
+    #[test]
+    fn kubernetes_kinds_are_strict() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 443, "targetPrt": 8443}]}});
+        let v = validate("v1", "Service", &svc).unwrap();
+        assert_eq!(v[0].path, ["spec", "ports", "0"]);
+        assert!(validate("v1", "ConfigMap", &svc).is_none());
+    }
+}

@@ -1,0 +1,320 @@
+//! `egressgen lint` from the outside: exit codes 0/1/2, stdin, bad input,
+//! and agreement with `render --check`.
+
+use std::io::Write;
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn egressgen() -> Command {
+    Command::cargo_bin("egressgen").unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/lint")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn clean_manifest_exits_0_with_a_summary_on_stderr() {
+    egressgen()
+        .args(["lint", &fixture("clean_rendered.yaml")])
+        .assert()
+        .code(0)
+        .stdout("")
+        .stderr(predicate::str::starts_with(
+            "All checks passed: 12 resources in 1 file.",
+        ));
+}
+
+#[test]
+fn findings_exit_1_whatever_the_format() {
+    for format in ["text", "json", "sarif", "github"] {
+        egressgen()
+            .args([
+                "lint",
+                "--format",
+                format,
+                &fixture("eg011_missing_subset.yaml"),
+            ])
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("EG011"))
+            .stderr(predicate::str::contains("Found 1 error and 0 warnings"));
+    }
+}
+
+#[test]
+fn warnings_pass_unless_denied() {
+    let f = fixture("eg020_mesh_wide_telemetry.yaml");
+    egressgen().args(["lint", &f]).assert().code(0);
+    egressgen()
+        .args(["lint", "--deny-warnings", &f])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("warning[EG020]"));
+    egressgen()
+        .args(["lint", "--ignore", "EG020", "--deny-warnings", &f])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn the_reference_manifest_fails_on_its_risky_scope() {
+    egressgen()
+        .args(["lint", &fixture("seed_reference.yaml")])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            ":188:5: error[EG018] EnvoyFilter istio-system/sni-magic",
+        ))
+        .stdout(predicate::str::contains(":267:9: error[EG019]"))
+        .stdout(predicate::str::contains(":176:5: warning[EG020]"));
+}
+
+#[test]
+fn stdin_is_named_by_stdin_filename() {
+    let text = std::fs::read_to_string(fixture("eg016_missing_keepalive.yaml")).unwrap();
+    egressgen()
+        .args(["lint", "--stdin-filename", "deploy/egress.yaml", "-"])
+        .write_stdin(text)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with("deploy/egress.yaml:"));
+}
+
+#[test]
+fn sarif_stdout_is_only_sarif_even_when_clean() {
+    let out = egressgen()
+        .args(["lint", "--format", "sarif", &fixture("clean_rendered.yaml")])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["runs"][0]["results"], serde_json::json!([]));
+}
+
+#[test]
+fn missing_path_exits_2() {
+    egressgen()
+        .args(["lint", "/nonexistent/egress.yaml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "/nonexistent/egress.yaml: error: cannot read `/nonexistent/egress.yaml`: no such file or directory",
+        ));
+}
+
+#[test]
+fn directory_without_yaml_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    egressgen()
+        .arg("lint")
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("directory holds no YAML files"));
+}
+
+#[test]
+fn binary_garbage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("image.yaml");
+    std::fs::write(&f, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\xff\xfe").unwrap();
+    egressgen()
+        .arg("lint")
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "not a YAML text file: binary data at byte",
+        ));
+}
+
+#[test]
+fn huge_file_exits_2_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("huge.yaml");
+    // Sparse: costs no disk.
+    let file = std::fs::File::create(&f).unwrap();
+    file.set_len(300 * 1024 * 1024).unwrap();
+    egressgen()
+        .arg("lint")
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("input is larger than 256 MiB"));
+}
+
+#[test]
+fn malformed_yaml_exits_2_with_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: v1\nkind: Service\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nspec:\n  servers: [\n    {port: 1\n",
+    )
+    .unwrap();
+    let shown = f.display().to_string();
+    egressgen()
+        .arg("lint")
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            predicate::str::is_match(format!(
+                "^{}:9:1: error: invalid YAML: ",
+                regex_escape(&shown)
+            ))
+            .unwrap(),
+        )
+        .stderr(predicate::str::contains(
+            "lint stopped: 1 error in the input; nothing was checked",
+        ));
+}
+
+#[test]
+fn malformed_multi_document_input_ends() {
+    // Errors in several documents: the parser stops at the first one.
+    let text = "a: [\n---\nb: [\n---\nc: {\n".repeat(2000);
+    egressgen()
+        .args(["lint", "-"])
+        .write_stdin(text)
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("<stdin>:"));
+}
+
+#[test]
+fn unknown_ignore_code_and_bad_glob_exit_2() {
+    egressgen()
+        .args(["lint", "--ignore", "EG999", &fixture("clean_rendered.yaml")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--ignore `EG999`: no such code"));
+    egressgen()
+        .args(["lint", "--exclude", "a[", &fixture("clean_rendered.yaml")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--exclude `a[`"));
+}
+
+#[test]
+fn explain_prints_the_rule_doc() {
+    egressgen()
+        .args(["lint", "--explain", "eg019"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with(
+            "# EG019 (merge-without-port, error)",
+        ))
+        .stdout(predicate::str::contains("## Use instead"));
+}
+
+#[test]
+fn render_check_passing_implies_lint_config_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("egress.yaml");
+    let mut f = std::fs::File::create(&cfg).unwrap();
+    writeln!(
+        f,
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: big\nspec:\n  domains:"
+    )
+    .unwrap();
+    for i in 0..20_000 {
+        writeln!(f, "  - h{i}.example{}.com", i % 13).unwrap();
+    }
+    writeln!(f, "  - \"*.wikipedia.org\"").unwrap();
+    drop(f);
+    let manifest = dir.path().join("manifest.yaml");
+    egressgen()
+        .arg("render")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&manifest)
+        .assert()
+        .code(0);
+    egressgen()
+        .arg("render")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--check")
+        .arg(&manifest)
+        .assert()
+        .code(0);
+    egressgen()
+        .arg("lint")
+        .arg("-c")
+        .arg(&cfg)
+        .arg(&manifest)
+        .assert()
+        .code(0)
+        .stdout("");
+
+    // Edit one host in the manifest: --check and lint --config both fail.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("- h7.example7.com\n", "- h7.example7.org\n", 1),
+    )
+    .unwrap();
+    egressgen()
+        .arg("render")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--check")
+        .arg(&manifest)
+        .assert()
+        .code(1);
+    egressgen()
+        .arg("lint")
+        .arg("-c")
+        .arg(&cfg)
+        .arg(&manifest)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("error[EG003] `h7.example7.org`"))
+        .stdout(predicate::str::contains("error[EG004] `h7.example7.com`"));
+}
+
+#[test]
+fn exclude_glob_skips_a_folder() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_dirs/split");
+    egressgen()
+        .arg("lint")
+        .arg(&dir)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("stray.example.com"));
+    egressgen()
+        .arg("lint")
+        .arg(&dir)
+        .args(["--exclude", "charts/**"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("stray.example.com").not())
+        .stderr(predicate::str::contains("in 3 files"));
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
