@@ -163,6 +163,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         learned: Default::default(),
     });
     let drained = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let mut listeners = Vec::new();
         for addr in &listen {
             listeners.push(bind(*addr)?);
@@ -185,7 +186,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
             proxy.settings.upstream_port
         )?;
         drop(err);
-        Ok::<_, anyhow::Error>(proxy::serve(proxy.clone(), listeners, shutdown_signal()).await)
+        Ok::<_, anyhow::Error>(proxy::serve(proxy.clone(), listeners, shutdown).await)
     })?;
     if drained.cut > 0 {
         eprintln!(
@@ -281,21 +282,20 @@ fn raise_fd_limit() -> Option<u64> {
     Some(r.rlim_cur)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// A future that completes on SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    // Registered now, before "listening on" is printed, so a signal sent as
+    // soon as the proxy says it is ready is never lost.
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    eprintln!("egressgen serve: shutting down, draining open connections");
+        eprintln!("egressgen serve: shutting down, draining open connections");
+    })
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -539,6 +539,15 @@ impl Half {
                 Ok(n) => {
                     if n == self.buf.capacity() {
                         self.size = (self.size * 4).min(RELAY_MAX);
+                    } else {
+                        // A short read drained the socket: clear its read
+                        // readiness now instead of paying a read that fails
+                        // with EAGAIN next time (nginx does the same). Data
+                        // arriving meanwhile raises a new epoll edge, which
+                        // tokio keeps (it clears only the readiness it saw).
+                        let _ = r.try_io(Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
                     }
                     *progress = true;
                 }
