@@ -534,20 +534,27 @@ impl Half {
             if self.buf.capacity() < self.size {
                 pool::give(std::mem::replace(&mut self.buf, pool::take(self.size)));
             }
-            match r.try_read_buf(&mut self.buf) {
+            // A short read drained the socket: clear its read readiness now
+            // instead of paying a read that fails with EAGAIN next time
+            // (nginx does the same). The read runs inside `try_io`, which
+            // clears only the readiness it saw before the read, so data that
+            // arrives after the read keeps its epoll edge. (Clearing in a
+            // second `try_io` after the read lost such edges: the relay hung
+            // in `long_flows_are_byte_exact_with_and_without_splice`.)
+            let room = self.buf.capacity() - self.buf.len();
+            let mut drained = None;
+            let read = r.try_io(Interest::READABLE, || match r.try_read_buf(&mut self.buf) {
+                Ok(n) if n > 0 && n < room => {
+                    drained = Some(n);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                other => other,
+            });
+            match drained.map_or(read, Ok) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
-                    if n == self.buf.capacity() {
+                    if n == room {
                         self.size = (self.size * 4).min(RELAY_MAX);
-                    } else {
-                        // A short read drained the socket: clear its read
-                        // readiness now instead of paying a read that fails
-                        // with EAGAIN next time (nginx does the same). Data
-                        // arriving meanwhile raises a new epoll edge, which
-                        // tokio keeps (it clears only the readiness it saw).
-                        let _ = r.try_io(Interest::READABLE, || {
-                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                        });
                     }
                     *progress = true;
                 }
