@@ -7,7 +7,7 @@
 //! every other document.
 
 use super::ResourceRef;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::load::{Document, Node, Pos, Value};
 use crate::domain::{DomainError, Normalised, Pattern};
@@ -78,6 +78,11 @@ impl Place {
         Place::ServiceEntryHosts,
         Place::ServerNames,
     ];
+
+    /// This place's bit in [`Model::host_places`].
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
 
     pub fn describe(self) -> &'static str {
         match self {
@@ -172,8 +177,9 @@ pub struct Model {
     /// `port_value` of the SNI forward proxy filters.
     pub port_values: Vec<PortAt>,
     pub patches: Vec<Patch>,
-    /// For each place present, the keys of the valid hosts it holds.
-    pub place_sets: HashMap<Place, HashSet<String>>,
+    /// For each valid host key, a bit per place that holds it
+    /// ([`Place::bit`]).
+    pub host_places: HashMap<String, u8>,
 }
 
 impl Model {
@@ -198,8 +204,16 @@ impl Model {
             m.extract(i);
         }
         for l in &m.lists {
-            let set = m.place_sets.entry(l.place).or_default();
-            set.extend(l.hosts.iter().filter_map(|h| h.key.clone()));
+            for h in &l.hosts {
+                if let Some(k) = &h.key {
+                    match m.host_places.get_mut(k) {
+                        Some(bits) => *bits |= l.place.bit(),
+                        None => {
+                            m.host_places.insert(k.clone(), l.place.bit());
+                        }
+                    }
+                }
+            }
         }
         m
     }
@@ -218,6 +232,16 @@ impl Model {
 
     pub fn lists_of(&self, place: Place) -> impl Iterator<Item = &HostList> {
         self.lists.iter().filter(move |l| l.place == place)
+    }
+
+    /// The places that hold host `key`, as [`Place::bit`]s.
+    pub fn places_of(&self, key: &str) -> u8 {
+        self.host_places.get(key).copied().unwrap_or(0)
+    }
+
+    /// Place `place` holds host `key`.
+    pub fn has(&self, place: Place, key: &str) -> bool {
+        self.places_of(key) & place.bit() != 0
     }
 
     /// The places that appear in the input at all.

@@ -531,6 +531,12 @@ fn read_file(path: &Path) -> Result<Source, InputError> {
         message: format!("cannot read {}: {}", quoted(&name), io_reason(&e)),
         help: None,
     })?;
+    // Refuse a huge regular file before reading a byte of it.
+    if f.metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_INPUT_BYTES)
+    {
+        return Err(too_large(&name));
+    }
     let text = read_limited(f, &name)?;
     Ok(Source { name, text })
 }
@@ -547,17 +553,21 @@ fn read_limited(r: impl Read, name: &str) -> Result<String, InputError> {
             help: None,
         })?;
     if buf.len() as u64 > MAX_INPUT_BYTES {
-        return Err(InputError {
-            file: name.to_string(),
-            at: None,
-            message: format!(
-                "input is larger than {} MiB; refusing to lint it",
-                MAX_INPUT_BYTES / 1024 / 1024
-            ),
-            help: Some("split the manifest into several files".into()),
-        });
+        return Err(too_large(name));
     }
     text_from_bytes(buf, name)
+}
+
+fn too_large(name: &str) -> InputError {
+    InputError {
+        file: name.to_string(),
+        at: None,
+        message: format!(
+            "input is larger than {} MiB; refusing to lint it",
+            MAX_INPUT_BYTES / 1024 / 1024
+        ),
+        help: Some("split the manifest into several files".into()),
+    }
 }
 
 /// UTF-8 without NUL bytes, or a message that says where it is not.
