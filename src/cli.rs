@@ -38,10 +38,12 @@ pub struct Cli {
 pub enum Command {
     /// Render the complete egress-gateway manifest from one domain list.
     Render(RenderArgs),
-    /// Print the JSON Schema of the EgressGateway config file.
-    Schema,
     /// Find allowlist drift, broken wiring, risky scope and schema errors in manifests.
     Lint(LintArgs),
+    /// Run a local SNI proxy that enforces the allowlist (also `--serve`).
+    Serve(crate::serve::ServeArgs),
+    /// Print the JSON Schema of the EgressGateway config file.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +140,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             print!("{}", config::json_schema());
             Ok(exit::OK)
         }
+        Command::Serve(args) => crate::serve::run(args),
     }
 }
 

@@ -11,7 +11,7 @@
 //! name. So `*.example.com` matches `a.example.com` and `a.b.example.com`,
 //! but never `example.com`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -273,9 +273,12 @@ impl fmt::Display for Dropped {
 #[derive(Debug, Clone, Default)]
 pub struct Allowlist {
     entries: Vec<Pattern>,
-    exact: HashSet<String>,
-    /// Wildcard entries as Envoy keys them: `*.example.com`.
-    wildcard: HashSet<String>,
+    /// Exact names, to their index in `entries`.
+    exact: HashMap<String, usize>,
+    /// Wildcard entries by suffix (`example.com` for `*.example.com`), to
+    /// their index in `entries`. Envoy keys them `*.example.com`; keying by
+    /// the suffix lets a lookup probe without building a string.
+    wildcard: HashMap<String, usize>,
 }
 
 /// The answer to "may a connection with this SNI pass?".
@@ -353,20 +356,14 @@ impl Allowlist {
         let mut keyed: Vec<_> = kept.into_iter().map(|p| (sort_key_owned(&p), p)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         let kept: Vec<Pattern> = keyed.into_iter().map(|(_, p)| p).collect();
-        let exact = kept
-            .iter()
-            .filter_map(|p| match p {
-                Pattern::Exact(n) => Some(n.clone()),
-                Pattern::Wildcard(_) => None,
-            })
-            .collect();
-        let wildcard = kept
-            .iter()
-            .filter_map(|p| match p {
-                Pattern::Wildcard(_) => Some(p.to_string()),
-                Pattern::Exact(_) => None,
-            })
-            .collect();
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (i, p) in kept.iter().enumerate() {
+            match p {
+                Pattern::Exact(n) => exact.insert(n.clone(), i),
+                Pattern::Wildcard(n) => wildcard.insert(n.clone(), i),
+            };
+        }
         (
             Allowlist {
                 entries: kept,
@@ -459,11 +456,8 @@ impl Allowlist {
     /// lookup, taking the name exactly as given (no lowercasing, no
     /// validation). This is the rendered Envoy config's behaviour.
     pub fn lookup(&self, server_name: &str) -> Option<&Pattern> {
-        if self.exact.contains(server_name) {
-            return self.entries.iter().find(|p| match p {
-                Pattern::Exact(n) => n == server_name,
-                Pattern::Wildcard(_) => false,
-            });
+        if let Some(&i) = self.exact.get(server_name) {
+            return Some(&self.entries[i]);
         }
         // Envoy: `pos = server_name.find('.', 1)`, then while
         // `pos < size - 1`, try `"*" + server_name.substr(pos)`.
@@ -473,12 +467,8 @@ impl Allowlist {
             if bytes[pos] != b'.' {
                 continue;
             }
-            let suffix = &server_name[pos + 1..];
-            if self.wildcard.contains(&format!("*.{suffix}")) {
-                return self.entries.iter().find(|p| match p {
-                    Pattern::Wildcard(n) => n == suffix,
-                    Pattern::Exact(_) => false,
-                });
+            if let Some(&i) = self.wildcard.get(&server_name[pos + 1..]) {
+                return Some(&self.entries[i]);
             }
         }
         None
@@ -510,6 +500,89 @@ impl Allowlist {
         };
         Decision::Denied { name, reason }
     }
+}
+
+/// Names seen together, and the wildcard that would cover them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// `*.suffix` covering every name in `covered`, when two or more names
+    /// sit below a common suffix of the same site.
+    pub wildcard: Option<Pattern>,
+    /// Names the wildcard covers (sorted).
+    pub covered: Vec<String>,
+    /// Names of the same site the wildcard does not cover, such as the bare
+    /// domain (a wildcard never matches it), to list exactly.
+    pub exact: Vec<String>,
+}
+
+/// Groups valid, lowercase DNS names by site for an allowlist suggestion
+/// (`serve --learn`). A site is the last two labels, or three under a
+/// two-letter country code with a short second level (`co.uk`, `com.au`);
+/// a heuristic, not the Public Suffix List, so the result is a suggestion.
+/// Within a site, two or more names below a common suffix get `*.suffix`,
+/// the narrowest wildcard covering them all. Names that are not valid
+/// patterns are skipped; groups come out sorted like [`Allowlist::entries`].
+pub fn group_under_wildcards<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Group> {
+    let mut sites: std::collections::BTreeMap<Vec<&str>, Vec<&str>> = Default::default();
+    for n in names {
+        if !matches!(Pattern::parse(n), Ok((Pattern::Exact(ref e), _)) if e == n) {
+            continue;
+        }
+        let labels: Vec<&str> = n.rsplit('.').collect();
+        let keep = if labels.len() >= 3 && labels[0].len() == 2 && labels[1].len() <= 3 {
+            3
+        } else {
+            2
+        };
+        let site: Vec<&str> = labels.into_iter().take(keep).collect();
+        sites.entry(site).or_default().push(n);
+    }
+    let mut groups = Vec::new();
+    for (site, mut members) in sites {
+        members.sort();
+        members.dedup();
+        let site_name: String = site.iter().rev().copied().collect::<Vec<_>>().join(".");
+        let below: Vec<&str> = members
+            .iter()
+            .copied()
+            .filter(|n| is_strict_subdomain(n, &site_name))
+            .collect();
+        if below.len() < 2 {
+            groups.push(Group {
+                wildcard: None,
+                covered: Vec::new(),
+                exact: members.iter().map(|s| s.to_string()).collect(),
+            });
+            continue;
+        }
+        // Longest common label suffix of the names below the site, excluding
+        // each name's own first label so the wildcard is strictly above all.
+        let parents: Vec<Vec<&str>> = below
+            .iter()
+            .map(|n| {
+                n.split_once('.')
+                    .map_or("", |(_, p)| p)
+                    .rsplit('.')
+                    .collect()
+            })
+            .collect();
+        let mut common = parents[0].clone();
+        for p in &parents[1..] {
+            let same = common.iter().zip(p).take_while(|(a, b)| a == b).count();
+            common.truncate(same);
+        }
+        let suffix: String = common.iter().rev().copied().collect::<Vec<_>>().join(".");
+        let (covered, exact) = members
+            .iter()
+            .map(|s| s.to_string())
+            .partition(|n| is_strict_subdomain(n, &suffix));
+        groups.push(Group {
+            wildcard: Some(Pattern::Wildcard(suffix)),
+            covered,
+            exact,
+        });
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -712,6 +785,51 @@ mod tests {
             name().prop_map(|n| n.replacen('.', "..", 1)),
             "[a-c.]{0,8}",
         ]
+    }
+
+    #[test]
+    fn groups_names_under_the_narrowest_covering_wildcard() {
+        let g = group_under_wildcards([
+            "en.wikipedia.org",
+            "de.wikipedia.org",
+            "github.com",
+            "api.github.com",
+            "uploads.github.com",
+            "api.stripe.com",
+            "a.x.example.co.uk",
+            "b.x.example.co.uk",
+            "b.x.example.co.uk",
+            "not valid",
+            "10.0.0.1",
+        ]);
+        let show: Vec<String> = g
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {:?} {:?}",
+                    g.wildcard.as_ref().map_or("-".into(), |w| w.to_string()),
+                    g.covered,
+                    g.exact
+                )
+            })
+            .collect();
+        assert_eq!(
+            show,
+            [
+                "*.github.com [\"api.github.com\", \"uploads.github.com\"] [\"github.com\"]",
+                "- [] [\"api.stripe.com\"]",
+                "*.wikipedia.org [\"de.wikipedia.org\", \"en.wikipedia.org\"] []",
+                "*.x.example.co.uk [\"a.x.example.co.uk\", \"b.x.example.co.uk\"] []",
+            ]
+        );
+        // Every suggested wildcard admits exactly what it claims to.
+        for grp in &g {
+            if let Some(w) = &grp.wildcard {
+                let (l, _) = Allowlist::new([w.clone()]);
+                assert!(grp.covered.iter().all(|n| l.lookup(n).is_some()));
+                assert!(grp.exact.iter().all(|n| l.lookup(n).is_none()));
+            }
+        }
     }
 
     proptest! {

@@ -9,3 +9,4 @@ pub mod lint;
 pub mod output;
 pub mod render;
 pub mod schema;
+pub mod serve;

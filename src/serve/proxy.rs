@@ -1,0 +1,598 @@
+//! The proxy: accept, read the ClientHello, ask the allowlist, connect, relay.
+//!
+//! Each connection is one tokio task, no thread of its own. Every wait is
+//! bounded: the hello by `hello_timeout` and [`hello::MAX_WIRE`], resolution
+//! and connection by `connect_timeout`, the relay by `idle_timeout`, and the
+//! number of connections by `max_connections` (excess connections are closed
+//! at once and logged `UO`). The buffered hello bytes are replayed exactly,
+//! then bytes flow both ways; a FIN from one side becomes a `shutdown(WR)` on
+//! the other (half-close), as Envoy's `tcp_proxy` does.
+//!
+//! Flows that pass 1 MiB in one direction switch to `splice(2)` on Linux
+//! (see [`super::splice`]); short ones stay on plain reads and writes.
+//!
+//! Relay buffers are allocated only when a side first has data to read, start
+//! at 16 KiB and grow to 64 KiB for bulk flows, so idle connections stay
+//! small and small request/response exchanges stay cheap.
+//!
+//! The allow decision is [`Allowlist::decide`]; this module never matches
+//! names itself.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::hello::{self, Invalid, Parsed};
+use super::learn::Learned;
+use super::log::{AccessLog, Entry, flags};
+use super::resolve::Resolver;
+use crate::domain::{Allowlist, Decision, Denial};
+
+/// First relay buffer size for each direction.
+const RELAY_START: usize = 16 * 1024;
+/// Largest relay buffer, reached after reads that fill the buffer.
+const RELAY_MAX: usize = 64 * 1024;
+/// After refusing a TLS client, how long to wait for it to close so the
+/// alert is not lost to a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Limits and knobs of a running proxy.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub upstream_port: u16,
+    pub hello_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+    /// Forward every routable name, recording what the allowlist would say.
+    pub learn: bool,
+    /// Use `splice(2)` for long flows (Linux); see [`super::splice`].
+    pub splice: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            upstream_port: 443,
+            hello_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            // Envoy tcp_proxy's `idle_timeout` default is 1 hour.
+            idle_timeout: Duration::from_secs(3600),
+            max_connections: 4096,
+            drain_timeout: Duration::from_secs(10),
+            learn: false,
+            splice: cfg!(target_os = "linux"),
+        }
+    }
+}
+
+/// Everything a connection needs, shared by all of them.
+pub struct Proxy<R> {
+    pub allowlist: Allowlist,
+    pub resolver: R,
+    pub settings: Settings,
+    pub log: AccessLog,
+    pub learned: Learned,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections still open when the drain deadline passed.
+    pub cut: usize,
+}
+
+/// Serves on `listeners` until `shutdown` completes, then stops accepting
+/// and waits up to `drain_timeout` for open connections to finish.
+pub async fn serve<R: Resolver>(
+    proxy: Arc<Proxy<R>>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    let max = proxy.settings.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let mut accepting = Vec::new();
+    for l in listeners {
+        accepting.push(tokio::spawn(accept_loop(proxy.clone(), l, slots.clone())));
+    }
+    let flusher = tokio::spawn({
+        let proxy = proxy.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = proxy.log.flush();
+            }
+        }
+    });
+    shutdown.await;
+    for a in &accepting {
+        a.abort();
+    }
+    for a in accepting {
+        // Dropping the task drops its listener: new connections are refused.
+        let _ = a.await;
+    }
+    let deadline = Instant::now() + proxy.settings.drain_timeout;
+    while slots.available_permits() < max && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flusher.abort();
+    let _ = proxy.log.flush();
+    Drained {
+        cut: max - slots.available_permits(),
+    }
+}
+
+async fn accept_loop<R: Resolver>(
+    proxy: Arc<Proxy<R>>,
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                eprintln!("egressgen serve: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(connection(proxy.clone(), stream, peer, permit));
+            }
+            Err(_) => {
+                drop(stream);
+                proxy.log.write(&Entry {
+                    start: SystemTime::now(),
+                    downstream: peer,
+                    sni: None,
+                    ech: false,
+                    decision: "denied",
+                    reason: "max_connections",
+                    rule: None,
+                    upstream: None,
+                    bytes_received: 0,
+                    bytes_sent: 0,
+                    duration: Duration::ZERO,
+                    flags: flags::OVERFLOW,
+                });
+            }
+        }
+    }
+}
+
+/// What happened to one connection, for the log.
+struct Outcome {
+    sni: Option<String>,
+    ech: bool,
+    decision: &'static str,
+    reason: &'static str,
+    rule: Option<String>,
+    upstream: Option<SocketAddr>,
+    received: u64,
+    sent: u64,
+    flags: &'static str,
+}
+
+async fn connection<R: Resolver>(
+    proxy: Arc<Proxy<R>>,
+    client: TcpStream,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
+    let start = SystemTime::now();
+    let began = Instant::now();
+    let mut out = Outcome {
+        sni: None,
+        ech: false,
+        decision: "denied",
+        reason: "",
+        rule: None,
+        upstream: None,
+        received: 0,
+        sent: 0,
+        flags: flags::NONE,
+    };
+    handle(&proxy, client, &mut out).await;
+    proxy.log.write(&Entry {
+        start,
+        downstream: peer,
+        sni: out.sni.as_deref(),
+        ech: out.ech,
+        decision: out.decision,
+        reason: out.reason,
+        rule: out.rule.as_deref(),
+        upstream: out.upstream,
+        bytes_received: out.received,
+        bytes_sent: out.sent,
+        duration: began.elapsed(),
+        flags: out.flags,
+    });
+}
+
+/// TLS alert descriptions (RFC 8446 §6).
+mod alert {
+    pub const ACCESS_DENIED: u8 = 49;
+    pub const DECODE_ERROR: u8 = 50;
+    pub const UNRECOGNIZED_NAME: u8 = 112;
+}
+
+async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut Outcome) {
+    let _ = client.set_nodelay(true);
+    let s = &proxy.settings;
+    let mut buf = Vec::with_capacity(4096);
+    let sni = match tokio::time::timeout(s.hello_timeout, read_hello(&mut client, &mut buf)).await {
+        Err(_) => {
+            out.reason = "hello_timeout";
+            out.flags = flags::TIMEOUT;
+            out.received = buf.len() as u64;
+            return;
+        }
+        Ok(Err(HelloError::Closed)) => {
+            out.reason = "hello_incomplete";
+            out.flags = flags::DOWNSTREAM_CLOSED;
+            out.received = buf.len() as u64;
+            return;
+        }
+        Ok(Err(HelloError::Invalid(why))) => {
+            out.reason = why.code();
+            out.flags = flags::NO_ROUTE;
+            out.received = buf.len() as u64;
+            if why.spoke_tls() {
+                refuse(&mut client, alert::DECODE_ERROR, out).await;
+            }
+            return;
+        }
+        Ok(Ok(h)) => h,
+    };
+    out.received = buf.len() as u64;
+    out.ech = sni.ech;
+    let raw = sni.name.unwrap_or_default();
+    let (name, allowed) = match proxy.allowlist.decide(&raw) {
+        Decision::Allowed { name, by } => {
+            out.decision = "allowed";
+            out.reason = "matched";
+            out.rule = Some(by.to_string());
+            (name, true)
+        }
+        Decision::Denied { name, reason } => {
+            out.reason = reason.code();
+            let routable = matches!(
+                reason,
+                Denial::NoMatch { .. } | Denial::TrailingDot | Denial::IpLiteral
+            );
+            if s.learn {
+                proxy.learned.record(&name, &reason);
+            }
+            if !(s.learn && routable) {
+                out.sni = (!name.is_empty()).then_some(name);
+                out.flags = flags::NO_ROUTE;
+                let code = match reason {
+                    Denial::NoMatch { .. } => alert::ACCESS_DENIED,
+                    _ => alert::UNRECOGNIZED_NAME,
+                };
+                refuse(&mut client, code, out).await;
+                return;
+            }
+            out.decision = "learned";
+            (name, false)
+        }
+    };
+    if allowed && s.learn {
+        proxy
+            .learned
+            .record_allowed(&name, out.rule.as_deref().unwrap_or(""));
+    }
+    let upstream = match connect(proxy, &name, out).await {
+        Some(u) => u,
+        None => {
+            out.sni = Some(name);
+            return;
+        }
+    };
+    out.sni = Some(name);
+    let mut upstream = upstream;
+    let (up, down, end) = relay(&mut client, &mut upstream, buf, s.idle_timeout, s.splice).await;
+    out.received = up;
+    out.sent = down;
+    match end {
+        Ok(()) => {}
+        Err(RelayError::Idle) => {
+            out.reason = "idle_timeout";
+            out.flags = flags::TIMEOUT;
+        }
+        Err(RelayError::Io(_)) => {
+            out.reason = "connection_reset";
+            out.flags = flags::CONNECTION_RESET;
+        }
+    }
+}
+
+async fn connect<R: Resolver>(
+    proxy: &Proxy<R>,
+    name: &str,
+    out: &mut Outcome,
+) -> Option<TcpStream> {
+    let s = &proxy.settings;
+    let work = async {
+        let addrs = match proxy.resolver.resolve(name, s.upstream_port).await {
+            Ok(a) => a,
+            Err(_) => return Err(("dns_failed", flags::DNS_FAILURE)),
+        };
+        for a in addrs.iter() {
+            out.upstream = Some(a);
+            if let Ok(u) = TcpStream::connect(a).await {
+                return Ok(u);
+            }
+        }
+        Err(("connect_failed", flags::UPSTREAM_FAILURE))
+    };
+    let result = tokio::time::timeout(s.connect_timeout, work).await;
+    let (reason, flag) = match result {
+        Ok(Ok(u)) => {
+            let _ = u.set_nodelay(true);
+            return Some(u);
+        }
+        Ok(Err(e)) => e,
+        Err(_) => ("connect_timeout", flags::UPSTREAM_FAILURE),
+    };
+    out.reason = reason;
+    out.flags = flag;
+    None
+}
+
+/// Sends a fatal alert, closes our side and waits briefly for the client to
+/// close, so the alert is read rather than lost to a reset.
+async fn refuse(client: &mut TcpStream, description: u8, out: &mut Outcome) {
+    let record = [21, 3, 3, 0, 2, 2, description];
+    if let Ok(n) = client.try_write(&record) {
+        out.sent = n as u64;
+    }
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut total = 0;
+        while let Ok(n) = client.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > hello::MAX_WIRE {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The part of the hello the proxy keeps.
+struct SniInfo {
+    name: Option<String>,
+    ech: bool,
+}
+
+enum HelloError {
+    Closed,
+    Invalid(Invalid),
+}
+
+/// Reads until the buffer holds a whole ClientHello. Parses only when the
+/// codec's hint says it can make progress, so a hello sent a byte at a time
+/// costs a read per byte but not a parse per byte.
+async fn read_hello(client: &mut TcpStream, buf: &mut Vec<u8>) -> Result<SniInfo, HelloError> {
+    let mut need = 1;
+    loop {
+        while buf.len() < need {
+            if buf.capacity() == buf.len() {
+                buf.reserve(need - buf.len());
+            }
+            match client.read_buf(buf).await {
+                Ok(0) | Err(_) => return Err(HelloError::Closed),
+                Ok(_) => {}
+            }
+        }
+        match hello::parse(buf) {
+            Parsed::NeedMore(n) => need = n,
+            Parsed::Invalid(why) => return Err(HelloError::Invalid(why)),
+            Parsed::Hello(h) => {
+                return Ok(SniInfo {
+                    name: h.sni.map(|s| String::from_utf8_lossy(&s).into_owned()),
+                    ech: h.ech,
+                });
+            }
+        }
+    }
+}
+
+enum RelayError {
+    Idle,
+    Io(#[allow(dead_code)] io::Error),
+}
+
+/// One direction of the relay.
+struct Half {
+    /// Storage; bytes `pos..end` are waiting to be written.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// The last read filled the buffer: grow it once it drains.
+    grow: bool,
+    eof: bool,
+    done: bool,
+    total: u64,
+    /// Switch to `splice(2)` once `total` passes `SPLICE_AFTER`.
+    splice: bool,
+    #[cfg(target_os = "linux")]
+    pipe: Option<super::splice::Pipe>,
+}
+
+impl Half {
+    fn new(pending: Vec<u8>, splice: bool) -> Half {
+        let end = pending.len();
+        Half {
+            buf: pending,
+            pos: 0,
+            end,
+            grow: false,
+            eof: false,
+            done: false,
+            total: 0,
+            splice: splice && cfg!(target_os = "linux"),
+            #[cfg(target_os = "linux")]
+            pipe: None,
+        }
+    }
+
+    /// Long flow, buffer drained: relay through a pipe from now on.
+    #[cfg(target_os = "linux")]
+    fn poll_splice(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &TcpStream,
+        w: &TcpStream,
+        progress: &mut bool,
+    ) -> Poll<io::Result<()>> {
+        if self.pipe.is_none() {
+            match super::splice::Pipe::new() {
+                Ok(p) => {
+                    self.pipe = Some(p);
+                    self.buf = Vec::new();
+                }
+                Err(_) => {
+                    // Out of fds: keep copying.
+                    self.splice = false;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let before = self.total;
+        let res = pipe.poll_relay(cx, r, w, &mut self.total);
+        if self.total != before {
+            *progress = true;
+        }
+        if ready!(res)? {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut TcpStream,
+        w: &mut TcpStream,
+        progress: &mut bool,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.pos < self.end {
+                let n = ready!(Pin::new(&mut *w).poll_write(cx, &self.buf[self.pos..self.end]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pos += n;
+                self.total += n as u64;
+                *progress = true;
+                if self.pos == self.end {
+                    self.pos = 0;
+                    self.end = 0;
+                    let want = if self.grow {
+                        (self.buf.len() * 4).min(RELAY_MAX)
+                    } else {
+                        RELAY_START
+                    };
+                    if self.buf.len() < want {
+                        self.buf.resize(want, 0);
+                    }
+                }
+                continue;
+            }
+            #[cfg(target_os = "linux")]
+            if self.splice && !self.eof && self.total >= super::splice::SPLICE_AFTER {
+                ready!(self.poll_splice(cx, r, w, progress))?;
+                if self.splice {
+                    continue;
+                }
+            }
+            if self.eof {
+                // Half-close: pass the FIN on. The peer may already be gone,
+                // which ends this direction all the same.
+                let _ = ready!(Pin::new(&mut *w).poll_shutdown(cx));
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            // Wait for data before allocating a buffer for it.
+            ready!(r.poll_read_ready(cx))?;
+            if self.buf.len() < RELAY_START {
+                self.buf.resize(RELAY_START, 0);
+            }
+            match r.try_read(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.end = n;
+                    self.grow = n == self.buf.len() && n < RELAY_MAX;
+                    *progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// Relays until both directions have closed, an error, or `idle` passes
+/// with no byte moving either way. Returns bytes client→upstream (starting
+/// with `pending`), bytes upstream→client, and how it ended.
+async fn relay(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    pending: Vec<u8>,
+    idle: Duration,
+    splice: bool,
+) -> (u64, u64, Result<(), RelayError>) {
+    let mut up = Half::new(pending, splice);
+    let mut down = Half::new(Vec::new(), splice);
+    let mut last = Instant::now();
+    // One timer per connection, re-armed lazily: progress only records the
+    // time, and the timer is pushed back when it fires early.
+    let mut timer = pin!(tokio::time::sleep(idle));
+    let end = poll_fn(|cx| {
+        let mut progress = false;
+        if !up.done {
+            if let Poll::Ready(Err(e)) = up.poll(cx, client, upstream, &mut progress) {
+                return Poll::Ready(Err(RelayError::Io(e)));
+            }
+        }
+        if !down.done {
+            if let Poll::Ready(Err(e)) = down.poll(cx, upstream, client, &mut progress) {
+                return Poll::Ready(Err(RelayError::Io(e)));
+            }
+        }
+        if up.done && down.done {
+            return Poll::Ready(Ok(()));
+        }
+        if progress {
+            last = Instant::now();
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            let deadline = last + idle;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(RelayError::Idle));
+            }
+            timer.as_mut().reset(deadline.into());
+        }
+        Poll::Pending
+    })
+    .await;
+    (up.total, down.total, end)
+}

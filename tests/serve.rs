@@ -1,0 +1,1055 @@
+//! `egressgen serve` end to end, with real TLS: an in-process rustls backend
+//! (certificate from rcgen), real clients (rustls, `openssl s_client`,
+//! `curl`) and the real binary for signals and flags.
+
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use egressgen::domain::Allowlist;
+use egressgen::serve::hello::build;
+use egressgen::serve::log::{AccessLog, Format};
+use egressgen::serve::proxy::{self, Proxy, Settings};
+use egressgen::serve::resolve::{Pins, SystemResolver};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+const NAMES: &[&str] = &[
+    "*.test.local",
+    "*.er.test.local",
+    "test.local",
+    "evil.example",
+    "api.example.com",
+];
+
+/// A self-signed certificate for every test name.
+struct Pki {
+    cert: CertificateDer<'static>,
+    key_der: Vec<u8>,
+    pem: String,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let ck = rcgen::generate_simple_self_signed(
+            NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        Pki {
+            cert: ck.cert.der().clone(),
+            key_der: ck.signing_key.serialize_der(),
+            pem: ck.cert.pem(),
+        }
+    })
+}
+
+fn client_config(alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki().cert.clone()).unwrap();
+    let mut c = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = alpn;
+    Arc::new(c)
+}
+
+/// A TLS backend: answers `GET ` with a small HTTP response, echoes anything
+/// else until the client closes, then closes.
+async fn tls_backend() -> SocketAddr {
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki().cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki().key_der.clone())),
+        )
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut first = true;
+                loop {
+                    let n = match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if first && buf[..n].starts_with(b"GET ") {
+                        let body = format!("hello from {sni}\n");
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = tls.write_all(resp.as_bytes()).await;
+                        break;
+                    }
+                    first = false;
+                    if tls.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A log sink the test can read.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    /// Waits until `n` lines are logged.
+    async fn lines(&self, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let t = self.text();
+            if t.lines().count() >= n {
+                return t.lines().map(String::from).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("expected {n} log lines, got:\n{}", self.text());
+    }
+}
+
+/// An in-process proxy in front of `backend`.
+struct Running {
+    addr: SocketAddr,
+    log: Sink,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<proxy::Drained>,
+}
+
+impl Running {
+    async fn stop(mut self) -> proxy::Drained {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.await.unwrap()
+    }
+}
+
+async fn start(allow: &[&str], pins: &[String], settings: Settings) -> Running {
+    let (allowlist, _) = Allowlist::parse(allow.iter().copied()).unwrap();
+    let log = Sink::default();
+    let proxy = Arc::new(Proxy {
+        allowlist,
+        resolver: SystemResolver::new(Pins::parse(pins.iter().map(String::as_str)).unwrap()),
+        settings,
+        log: AccessLog::new(Box::new(log.clone()), Format::Text, true),
+        learned: Default::default(),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let done = tokio::spawn(proxy::serve(proxy, vec![listener], async {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        log,
+        stop: Some(tx),
+        done,
+    }
+}
+
+async fn start_tls(allow: &[&str], settings: Settings) -> Running {
+    let backend = tls_backend().await;
+    start(allow, &[format!("*={backend}")], settings).await
+}
+
+/// TLS through the proxy to `name`; sends `payload`, half-closes, and
+/// returns everything read back.
+async fn tls_echo(proxy: SocketAddr, name: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let tcp = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
+    tls_echo_over(tcp, name, payload, vec![]).await
+}
+
+async fn tls_echo_over(
+    tcp: TcpStream,
+    name: &str,
+    payload: &[u8],
+    alpn: Vec<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
+    let connector = TlsConnector::from(client_config(alpn));
+    let server = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(server, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut r, mut w) = tokio::io::split(&mut tls);
+    let send = async {
+        w.write_all(payload).await?;
+        w.shutdown().await
+    };
+    let mut got = Vec::new();
+    let recv = r.read_to_end(&mut got);
+    let (s, g) = tokio::join!(send, recv);
+    s.map_err(|e| e.to_string())?;
+    g.map_err(|e| e.to_string())?;
+    Ok(got)
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn allows_listed_names_and_refuses_the_rest_with_an_alert() {
+    let p = start_tls(&["*.test.local", "api.example.com"], Settings::default()).await;
+    // Exact and multi-label wildcard matches.
+    for name in ["api.example.com", "a.test.local", "deep.er.test.local"] {
+        let data = pattern(10_000, 1);
+        assert_eq!(tls_echo(p.addr, name, &data).await.unwrap(), data, "{name}");
+    }
+    // `*.test.local` never admits `test.local`; unlisted names are refused.
+    for name in ["test.local", "evil.example"] {
+        let err = tls_echo(p.addr, name, b"x").await.unwrap_err();
+        assert!(err.contains("AccessDenied"), "{name}: {err}");
+    }
+    // rustls sends no SNI for an IP address.
+    let err = tls_echo(p.addr, "127.0.0.1", b"x").await.unwrap_err();
+    assert!(err.contains("UnrecognisedName"), "{err}");
+    let lines = p.log.lines(6).await;
+    let find = |sni: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(sni))
+            .unwrap_or_else(|| panic!("{sni} not logged: {lines:#?}"))
+            .clone()
+    };
+    let ok = find("sni=`deep.er.test.local`");
+    assert!(
+        ok.contains("decision=allowed reason=matched rule=`*.test.local`"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("bytes_received=") && ok.ends_with("flags=-"),
+        "{ok}"
+    );
+    let bare = find("sni=`test.local`");
+    assert!(
+        bare.contains("decision=denied reason=not_allowed") && bare.ends_with("flags=NR"),
+        "{bare}"
+    );
+    let none = lines.iter().find(|l| l.contains("sni=- ")).unwrap();
+    assert!(none.contains("reason=no_sni"), "{none}");
+    p.stop().await;
+}
+
+/// Sends raw bytes, returns what the proxy answers before closing.
+async fn raw_exchange(proxy: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    got
+}
+
+const ALERT_UNRECOGNIZED_NAME: &[u8] = &[21, 3, 3, 0, 2, 2, 112];
+
+#[tokio::test]
+async fn refuses_names_as_envoy_does() {
+    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let hello = |n: &[u8]| build::records(&build::hello(Some(n), false, 0), 1 << 14);
+    // Trailing dot, NUL, IP literal, no SNI: refused with unrecognized_name.
+    for name in [
+        &b"a.test.local."[..],
+        b"a\0.test.local",
+        b"10.1.2.3",
+        b"",
+        b"a b.test.local",
+    ] {
+        assert_eq!(
+            raw_exchange(p.addr, &hello(name)).await,
+            ALERT_UNRECOGNIZED_NAME,
+            "{name:?}"
+        );
+    }
+    // Not TLS at all: closed without an answer.
+    assert_eq!(
+        raw_exchange(p.addr, b"GET / HTTP/1.1\r\nHost: a.test.local\r\n\r\n").await,
+        b""
+    );
+    // A malformed hello: decode_error.
+    let mut broken = hello(b"a.test.local");
+    broken[9 + 2 + 32] = 40; // session id longer than 32
+    assert_eq!(raw_exchange(p.addr, &broken).await, [21, 3, 3, 0, 2, 2, 50]);
+    let log = p.log.lines(7).await.join("\n");
+    for want in [
+        "sni=`a.test.local.` ech=0 decision=denied reason=trailing_dot",
+        "sni=`a\\u{0}.test.local` ech=0 decision=denied reason=invalid_name",
+        "sni=`10.1.2.3` ech=0 decision=denied reason=ip_literal",
+        "sni=`a b.test.local` ech=0 decision=denied reason=invalid_name",
+        "reason=not_tls",
+        "reason=malformed_hello",
+    ] {
+        assert!(log.contains(want), "{want}\n{log}");
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn uppercase_names_are_lowercased_then_matched() {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    let p = start(
+        &["*.test.local"],
+        &[format!("*={up_addr}")],
+        Settings::default(),
+    )
+    .await;
+    let hello = build::records(&build::hello(Some(b"API.Test.LOCAL"), false, 0), 1 << 14);
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&hello).await.unwrap();
+    let (mut s, _) = up.accept().await.unwrap();
+    let mut got = vec![0; hello.len()];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, hello, "the hello is replayed byte for byte");
+    drop((c, s));
+    let log = p.log.lines(1).await;
+    assert!(
+        log[0].contains("sni=`api.test.local` ech=0 decision=allowed"),
+        "{}",
+        log[0]
+    );
+    p.stop().await;
+}
+
+/// A relay between a client and the proxy that re-frames the client's
+/// ClientHello into records of `record` payload bytes and sends it in
+/// `segment`-byte TCP segments; everything after passes through.
+async fn shaper(proxy: SocketAddr, record: usize, segment: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut client, _) = l.accept().await.unwrap();
+        let mut up = TcpStream::connect(proxy).await.unwrap();
+        up.set_nodelay(true).unwrap();
+        let mut buf = Vec::new();
+        let wire = loop {
+            let mut chunk = [0u8; 4096];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(w) = build::refragment(&buf, record) {
+                break w;
+            }
+        };
+        for seg in wire.chunks(segment) {
+            up.write_all(seg).await.unwrap();
+            if segment < 16 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn every_client_hello_shape_passes() {
+    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let data = pattern(50_000, 7);
+    // (record payload size, TCP segment size, ALPN bytes to enlarge the hello)
+    let shapes = [
+        (1 << 14, 1, 0),            // one byte per segment
+        (1, 1 << 16, 0),            // one byte per record: boundaries inside the name
+        (7, 3, 0),                  // both
+        (100, 1 << 16, 0),          // several records
+        (1 << 14, 1, 1_900),        // post-quantum-sized hello, byte by byte
+        (1 << 14, 1 << 16, 30_000), // padded to tens of KB: spans records
+        (500, 1000, 30_000),        // ... in many records and segments
+    ];
+    for (record, segment, alpn) in shapes {
+        let via = shaper(p.addr, record, segment).await;
+        let tcp = TcpStream::connect(via).await.unwrap();
+        // Many long ALPN names make the hello as big as asked.
+        let protos: Vec<Vec<u8>> = (0..alpn / 200)
+            .map(|i| vec![b'a' + (i % 26) as u8; 199])
+            .collect();
+        let got = tls_echo_over(tcp, "shape.test.local", &data, protos).await;
+        assert_eq!(
+            got.as_deref(),
+            Ok(&data[..]),
+            "shape {record}/{segment}/{alpn}"
+        );
+    }
+    let log = p.log.lines(shapes.len()).await;
+    assert!(
+        log.iter().all(|l| l.contains("decision=allowed")),
+        "{log:#?}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn ech_outer_hellos_and_huge_hellos() {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    let p = start(
+        &["public.test.local"],
+        &[format!("*={up_addr}")],
+        Settings::default(),
+    )
+    .await;
+    // An ECH outer hello is matched by its outer (public) name.
+    let ech = build::records(&build::hello(Some(b"public.test.local"), true, 0), 1 << 14);
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&ech).await.unwrap();
+    let (mut s, _) = up.accept().await.unwrap();
+    let mut got = vec![0; ech.len()];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, ech);
+    drop((c, s));
+    let other = build::records(&build::hello(Some(b"other.test.local"), true, 0), 1 << 14);
+    assert_eq!(raw_exchange(p.addr, &other).await, [21, 3, 3, 0, 2, 2, 49]);
+    // 60 KB of padding passes; more than 64 KiB is refused.
+    let big = build::records(
+        &build::hello(Some(b"public.test.local"), false, 60_000),
+        1 << 14,
+    );
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&big).await.unwrap();
+    let (mut s, _) = up.accept().await.unwrap();
+    let mut got = vec![0; big.len()];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, big);
+    drop((c, s));
+    let huge = build::records(
+        &build::hello(Some(b"public.test.local"), false, 70_000),
+        1 << 14,
+    );
+    assert_eq!(raw_exchange(p.addr, &huge).await, [21, 3, 3, 0, 2, 2, 50]);
+    let log = p.log.lines(4).await.join("\n");
+    assert!(
+        log.contains("sni=`public.test.local` ech=1 decision=allowed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("sni=`other.test.local` ech=1 decision=denied"),
+        "{log}"
+    );
+    assert!(log.contains("reason=hello_too_large"), "{log}");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn half_close_is_propagated_both_ways() {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    let p = start(
+        &["*.test.local"],
+        &[format!("*={up_addr}")],
+        Settings::default(),
+    )
+    .await;
+    let hello = build::records(&build::hello(Some(b"h.test.local"), false, 0), 1 << 14);
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&hello).await.unwrap();
+    c.write_all(b"request").await.unwrap();
+    c.shutdown().await.unwrap(); // FIN, but still reading
+    let (mut s, _) = up.accept().await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap(); // ends only if the FIN came through
+    assert_eq!(&got[hello.len()..], b"request");
+    s.write_all(b"response after the client's FIN")
+        .await
+        .unwrap();
+    drop(s);
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, b"response after the client's FIN");
+    let log = p.log.lines(1).await;
+    let want = format!("bytes_received={} bytes_sent=31", hello.len() + 7);
+    assert!(
+        log[0].contains(&want) && log[0].ends_with("flags=-"),
+        "{}",
+        log[0]
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
+    let settings = Settings {
+        hello_timeout: Duration::from_millis(600),
+        idle_timeout: Duration::from_millis(500),
+        ..Settings::default()
+    };
+    let p = start_tls(&["*.test.local"], settings).await;
+    // A slowloris: a valid hello, one byte every 100 ms.
+    let hello = build::records(&build::hello(Some(b"s.test.local"), false, 0), 1 << 14);
+    let slow = tokio::spawn(async move {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let started = std::time::Instant::now();
+        for b in hello {
+            if s.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut probe = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await
+            {
+                break;
+            }
+        }
+        started.elapsed()
+    });
+    // Meanwhile, others are served.
+    let data = pattern(100_000, 3);
+    assert_eq!(
+        tls_echo(p.addr, "ok.test.local", &data).await.unwrap(),
+        data
+    );
+    let took = slow.await.unwrap();
+    assert!(took < Duration::from_secs(3), "slowloris held for {took:?}");
+    // A TLS client that goes quiet after the handshake hits the idle timeout.
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let mut tls = TlsConnector::from(client_config(vec![]))
+        .connect(ServerName::try_from("idle.test.local").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut sink)).await;
+    assert!(r.is_ok(), "idle connection was not closed");
+    let log = p.log.lines(3).await.join("\n");
+    assert!(
+        log.contains("reason=hello_timeout") && log.contains("flags=UT"),
+        "{log}"
+    );
+    assert!(
+        log.contains("sni=`idle.test.local`") && log.contains("reason=idle_timeout"),
+        "{log}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_concurrent_clients_move_megabytes() {
+    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let clients = 200;
+    let size = 256 * 1024;
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(size, i as u8);
+            let got = tls_echo(addr, &format!("c{i}.test.local"), &data)
+                .await
+                .unwrap();
+            assert!(
+                got == data,
+                "client {i}: {} of {} bytes, or different",
+                got.len(),
+                size
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = p.log.lines(clients).await;
+    // Every connection moved at least the payload each way (plus TLS).
+    for l in &log {
+        let field = |k: &str| -> usize {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        assert!(
+            field("bytes_received=") > size && field("bytes_sent=") > size,
+            "{l}"
+        );
+        assert!(l.ends_with("flags=-"), "{l}");
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn over_max_connections_are_refused_and_the_proxy_stays_up() {
+    let settings = Settings {
+        max_connections: 3,
+        ..Settings::default()
+    };
+    let p = start_tls(&["*.test.local"], settings).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(p.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let mut extra = TcpStream::connect(p.addr).await.unwrap();
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut b)).await;
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "extra connection not closed: {n:?}"
+        );
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        tls_echo(p.addr, "after.test.local", b"still up")
+            .await
+            .unwrap(),
+        b"still up"
+    );
+    let log = p.log.text();
+    assert_eq!(log.matches("reason=max_connections").count(), 5, "{log}");
+    assert!(log.contains("flags=UO"));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_failures_are_logged() {
+    // Nothing listens on the pinned port.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let p = start(
+        &["*.test.local"],
+        &[format!("*={closed}")],
+        Settings::default(),
+    )
+    .await;
+    let err = tls_echo(p.addr, "down.test.local", b"x").await;
+    assert!(err.is_err());
+    let log = p.log.lines(1).await;
+    assert!(
+        log[0].contains("reason=connect_failed") && log[0].ends_with("flags=UF"),
+        "{}",
+        log[0]
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn openssl_s_client_and_curl_through_the_proxy() {
+    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki().pem).unwrap();
+    let port = p.addr.port();
+    let ca2 = ca.clone();
+    let (curl_ok, curl_denied, s_ok, s_denied) = tokio::task::spawn_blocking(move || {
+        let curl = |name: &str| {
+            Command::new("curl")
+                .args(["-sS", "--max-time", "10", "--resolve"])
+                .arg(format!("{name}:{port}:127.0.0.1"))
+                .arg("--cacert")
+                .arg(&ca2)
+                .arg(format!("https://{name}:{port}/"))
+                .output()
+                .unwrap()
+        };
+        let s_client = |name: &str| {
+            let mut child = Command::new("openssl")
+                .args(["s_client", "-connect"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-ign_eof", "-servername", name, "-CAfile"])
+                .arg(&ca2)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"GET / HTTP/1.0\r\n\r\n")
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        (
+            curl("www.test.local"),
+            curl("evil.example"),
+            s_client("s.test.local"),
+            s_client("evil.example"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&curl_ok.stdout),
+        "hello from www.test.local\n",
+        "{curl_ok:?}"
+    );
+    let e = String::from_utf8_lossy(&curl_denied.stderr);
+    assert!(e.contains("alert access denied"), "{e}");
+    let out = String::from_utf8_lossy(&s_ok.stdout);
+    assert!(
+        out.contains("Verify return code: 0 (ok)") && out.contains("hello from s.test.local"),
+        "{out}"
+    );
+    let err = String::from_utf8_lossy(&s_denied.stderr);
+    assert!(err.contains("alert access denied"), "{err}");
+    p.stop().await;
+}
+
+// ---- the real binary: flags, signals, learn mode -------------------------
+
+fn bin() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("egressgen"))
+}
+
+/// Starts `egressgen serve ARGS` and waits for its listening address.
+fn spawn(args: &[&str]) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = bin()
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("proxy did not start");
+        if let Some(a) = line.strip_prefix("egressgen serve: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    (child, addr, rx)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_transfers_in_flight_then_exits_0() {
+    let backend = tls_backend().await;
+    let pin = format!("*={backend}");
+    let (mut child, addr, _log) = spawn(&[
+        "--allow",
+        "*.test.local",
+        "--listen",
+        "127.0.0.1:0",
+        "--resolve",
+        &pin,
+        "--drain-timeout",
+        "20s",
+    ]);
+    // Slow transfers: 8 clients send 1 MB each in 64 KB steps over ~1.6 s.
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        tasks.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut tls = TlsConnector::from(client_config(vec![]))
+                .connect(
+                    ServerName::try_from(format!("t{i}.test.local")).unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            let data = pattern(1 << 20, i);
+            let (mut r, mut w) = tokio::io::split(&mut tls);
+            let send = async {
+                for chunk in data.chunks(64 * 1024) {
+                    w.write_all(chunk).await?;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                w.shutdown().await
+            };
+            let mut got = Vec::new();
+            let (s, g) = tokio::join!(send, r.read_to_end(&mut got));
+            s.unwrap();
+            g.unwrap();
+            assert!(got == data, "client {i} got {} bytes", got.len());
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, "-TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No new connections once draining.
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn drain_deadline_closes_stragglers_and_exits_0() {
+    let backend = tls_backend().await;
+    let pin = format!("*={backend}");
+    let (mut child, addr, log) = spawn(&[
+        "--allow",
+        "*.test.local",
+        "--listen",
+        "127.0.0.1:0",
+        "--resolve",
+        &pin,
+        "--drain-timeout",
+        "300ms",
+    ]);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = TlsConnector::from(client_config(vec![]))
+        .connect(ServerName::try_from("idle.test.local").unwrap(), tcp)
+        .await
+        .unwrap();
+    signal(&child, "-INT");
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut sink)).await;
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("closed 1 open connection")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn learn_mode_forwards_everything_and_prints_a_domain_list() {
+    let backend = tls_backend().await;
+    let pin = format!("*={backend}");
+    let (mut child, addr, _log) = spawn(&[
+        "--allow",
+        "*.test.local",
+        "--listen",
+        "127.0.0.1:0",
+        "--resolve",
+        &pin,
+        "--learn",
+        "--access-log",
+        "off",
+    ]);
+    for name in [
+        "a.test.local",
+        "b.test.local",
+        "evil.example",
+        "api.example.com",
+        "api.example.com",
+        "test.local",
+    ] {
+        assert_eq!(
+            tls_echo(addr, name, b"learn").await.unwrap(),
+            b"learn",
+            "{name}"
+        );
+    }
+    signal(&child, "-TERM");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        out,
+        "\
+# egressgen serve --learn: 5 names in 6 connections; 3 refused by the current allowlist (marked REFUSED).
+# Paste under `spec:` in your EgressGateway file:
+  domains:
+    - api.example.com  # 2 connections, REFUSED (not_allowed)
+    - evil.example  # 1 connection, REFUSED (not_allowed)
+    # *.test.local covers:
+    #   a.test.local: 1 connection, allowed by *.test.local
+    #   b.test.local: 1 connection, allowed by *.test.local
+    - \"*.test.local\"
+    - test.local  # 1 connection, REFUSED (not_allowed)
+"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_before_serving() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--allow", "a.com", "--listen", "localhost:99999"],
+            "invalid value 'localhost:99999' for '--listen",
+        ),
+        (&["--allow", "a.com", "--listen", &port], "cannot listen on"),
+        (
+            &["--allow", "a*.com"],
+            "--allow `a*.com`: `*` must be the whole leftmost label",
+        ),
+        (
+            &["--allow", "*"],
+            "a bare `*` would allow every destination",
+        ),
+        (&[], "no allowlist: pass -c egress.yaml or --allow PATTERN"),
+        (
+            &["--allow", "a.com", "--hello-timeout", "10"],
+            "needs a unit",
+        ),
+        (
+            &["--allow", "a.com", "--resolve", "a.com=nowhere"],
+            "is not IP or IP:PORT",
+        ),
+        (&["-c", "/nonexistent/egress.yaml"], "cannot read config"),
+    ];
+    for (args, want) in cases {
+        let out = bin().arg("serve").args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("listening on"), "{args:?}: {err}");
+    }
+    drop(taken);
+}
+
+#[tokio::test]
+async fn serve_spelling_config_file_and_ipv6() {
+    let backend = tls_backend().await;
+    let pin = format!("*={backend}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("egress.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: t\nspec:\n  domains:\n    - \"*.test.local\"\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["--serve", "-c"])
+        .arg(&cfg)
+        .args([
+            "--listen",
+            "[::1]:0",
+            "--resolve",
+            &pin,
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(a) = l.strip_prefix("egressgen serve: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    assert!(addr.is_ipv6());
+    assert_eq!(
+        tls_echo(addr, "v6.test.local", b"six").await.unwrap(),
+        b"six"
+    );
+    let json = loop {
+        let l = lines.next().unwrap().unwrap();
+        if l.starts_with('{') {
+            break l;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["requested_server_name"], "v6.test.local");
+    assert_eq!(v["decision"], "allowed");
+    assert_eq!(v["upstream_host"], backend.to_string());
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// Flows past 1 MiB switch to splice(2) on Linux: bytes must stay exact,
+/// with half-close, both with and without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_flows_are_byte_exact_with_and_without_splice() {
+    for splice in [true, false] {
+        let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        let settings = Settings {
+            splice,
+            ..Settings::default()
+        };
+        let p = start(&["*.test.local"], &[format!("*={up_addr}")], settings).await;
+        // The backend echoes everything, then closes after the client's FIN.
+        tokio::spawn(async move {
+            let (s, _) = up.accept().await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut sent = build::records(&build::hello(Some(b"bulk.test.local"), false, 0), 1 << 14);
+        sent.extend_from_slice(&pattern(24 << 20, 9));
+        let c = TcpStream::connect(p.addr).await.unwrap();
+        let (mut r, mut w) = c.into_split();
+        let data = sent.clone();
+        let writer = tokio::spawn(async move {
+            for chunk in data.chunks(100_000) {
+                w.write_all(chunk).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert!(
+            got == sent,
+            "splice={splice}: {} of {} bytes back",
+            got.len(),
+            sent.len()
+        );
+        let log = p.log.lines(1).await;
+        let want = format!("bytes_received={} bytes_sent={}", sent.len(), sent.len());
+        assert!(
+            log[0].contains(&want) && log[0].ends_with("flags=-"),
+            "{}",
+            log[0]
+        );
+        p.stop().await;
+    }
+}
