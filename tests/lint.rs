@@ -358,3 +358,25 @@ fn readme_table_matches_rule_docs() {
     }
     assert!(checked > 0, "no file holds the lint-rules markers");
 }
+
+/// Bad input, one file each in `tests/lint_errors/`: the message a user sees
+/// (`FILE:LINE:COL: error: ...`), snapshotted like findings.
+#[test]
+fn bad_input() {
+    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => true}, {
+        insta::glob!("lint_errors/*.yaml", |path| {
+            // cargo runs tests in the package root, so the relative path reads.
+            let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().to_path_buf();
+            let out = match lint::load::read_paths(std::slice::from_ref(&rel), &lint::load::Filter::default(), "-") {
+                Err(e) => format!("{e}\n"),
+                Ok(sources) => {
+                    let report = lint::run(&sources, &Options::default());
+                    assert!(!report.input_errors.is_empty(), "{} parsed", rel.display());
+                    assert_eq!(report.exit_code(false), 2);
+                    report.input_errors.iter().map(|e| format!("{e}\n")).collect()
+                }
+            };
+            insta::assert_snapshot!(out);
+        });
+    });
+}

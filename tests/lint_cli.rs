@@ -135,7 +135,7 @@ fn binary_garbage_exits_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "not a YAML text file: binary data at byte",
+            ":3:1: error: not a YAML text file: binary data (a NUL byte) at byte 8",
         ));
 }
 

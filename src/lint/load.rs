@@ -209,7 +209,10 @@ pub fn parse(source: usize, name: &str, text: &str) -> Result<Vec<Document>, Inp
         match builder.event(event, &span) {
             Ok(Some(root)) => docs.push(Document { source, root }),
             Ok(None) => {}
-            Err(message) => return Err(err(Some(Pos::from_span(&span)), message)),
+            Err(message) => {
+                let at = builder.error_at.unwrap_or_else(|| Pos::from_span(&span));
+                return Err(err(Some(at), message));
+            }
         }
     }
     Ok(docs)
@@ -227,6 +230,8 @@ struct Builder {
     anchors: std::collections::HashMap<usize, Node>,
     alias_nodes: usize,
     root: Option<Node>,
+    /// Where an error is, when not at the current event.
+    error_at: Option<Pos>,
 }
 
 impl Builder {
@@ -316,6 +321,7 @@ impl Builder {
                     if let Value::Map(entries) = &mut map.value {
                         if let Some(name) = k.as_str() {
                             if entries.iter().any(|(old, _)| old.as_str() == Some(name)) {
+                                self.error_at = Some(k.at);
                                 return Err(format!(
                                     "duplicate key {}; YAML requires unique keys and kubectl rejects them",
                                     quoted(name)
@@ -572,16 +578,36 @@ fn too_large(name: &str) -> InputError {
 
 /// UTF-8 without NUL bytes, or a message that says where it is not.
 pub fn text_from_bytes(buf: Vec<u8>, name: &str) -> Result<String, InputError> {
-    let binary = |at: usize| InputError {
-        file: name.to_string(),
-        at: None,
-        message: format!("not a YAML text file: binary data at byte {at}"),
-        help: Some("lint reads UTF-8 YAML manifests; check the path".into()),
-    };
     if let Some(i) = buf.iter().position(|&b| b == 0) {
-        return Err(binary(i));
+        return Err(not_text(&buf, i, "binary data (a NUL byte)", name));
     }
-    String::from_utf8(buf).map_err(|e| binary(e.utf8_error().valid_up_to()))
+    String::from_utf8(buf).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        not_text(e.as_bytes(), at, "invalid UTF-8", name)
+    })
+}
+
+/// "Not text" at byte `at` of `buf`, with its line and column.
+fn not_text(buf: &[u8], at: usize, what: &str, name: &str) -> InputError {
+    let before = &buf[..at.min(buf.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    InputError {
+        file: name.to_string(),
+        at: Some(Pos {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        }),
+        message: format!("not a YAML text file: {what} at byte {at}"),
+        help: Some("lint reads UTF-8 YAML manifests; check the path".into()),
+    }
 }
 
 #[cfg(test)]
