@@ -380,3 +380,36 @@ fn bad_input() {
         });
     });
 }
+
+/// Hostile names and hosts cannot move the cursor, fake a finding line or
+/// break the annotation format.
+#[test]
+fn untrusted_values_are_escaped_in_every_format() {
+    let text = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: \"evil\\n/x.yaml:1:1: error[EG000] fake\"\n  namespace: \"\\e[2Jns\"\nspec:\n  configPatches: []\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\nspec:\n  hosts:\n  - \"a.example.com\\n::error::fake\"\n  - \"\\e]0;title\\a.example.com\"\n";
+    let report = lint::run(
+        &[Source {
+            name: "evil\u{1b}[31m.yaml".into(),
+            text: text.into(),
+        }],
+        &Options::default(),
+    );
+    assert!(report.input_errors.is_empty(), "{:?}", report.input_errors);
+    assert!(report.findings.iter().any(|f| f.code == "EG018"));
+    assert!(report.findings.iter().any(|f| f.code == "EG005"));
+    for format in [Format::Text, Format::Github] {
+        let out = render(&report, format);
+        assert!(!out.contains('\u{1b}'), "{format:?}: {out}");
+        assert!(!out.contains('\u{7}'), "{format:?}: {out}");
+        for line in out.lines() {
+            assert!(
+                line.starts_with("evil") || line.starts_with("  help:") || line.starts_with("::"),
+                "{format:?}: a finding spilled onto its own line: {line}"
+            );
+        }
+    }
+    for format in [Format::Json, Format::Sarif] {
+        let out = render(&report, format);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+        assert!(!out.contains('\u{1b}'), "{format:?}");
+    }
+}

@@ -42,11 +42,17 @@ impl Resource {
         }
     }
 
-    /// `kind ns/name`, for messages.
+    /// `kind ns/name`, for messages, escaped for terminals.
     pub fn display(&self) -> String {
+        use crate::escape::escaped;
         match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
+            Some(ns) => format!(
+                "{} {}/{}",
+                escaped(&self.kind),
+                escaped(ns),
+                escaped(&self.name)
+            ),
+            None => format!("{} {}", escaped(&self.kind), escaped(&self.name)),
         }
     }
 
