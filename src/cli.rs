@@ -1,7 +1,7 @@
 //! Command-line parsing and dispatch. Nothing here decides policy: each
 //! subcommand hands its arguments to the module that does the work.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Overrides};
 use crate::output;
+use crate::plugin;
 use crate::render;
 
 /// Exit codes shared by every subcommand.
@@ -42,8 +43,76 @@ pub enum Command {
     Lint(LintArgs),
     /// Run a local SNI proxy that enforces the allowlist (also `--serve`).
     Serve(crate::serve::ServeArgs),
+    /// Run as a KRM function (kpt, Kustomize): ResourceList on stdin and stdout.
+    Fn(FnArgs),
+    /// Set egressgen up as a Kustomize exec plugin.
+    KustomizePlugin(KustomizePluginArgs),
+    /// Say whether a host is allowed, by which entry, or why not (exit 0 allowed, 1 refused).
+    Explain(ExplainArgs),
+    /// Turn the Istio <=1.19 wildcard-egress recipe (SNI proxy, forward_downstream_sni,
+    /// sni_verifier) into an EgressGateway config, and print a migration plan.
+    Migrate(MigrateArgs),
     /// Print the JSON Schema of the EgressGateway config file.
     Schema,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Without a subcommand, generates: the functionConfig (an EgressGateway, or a ConfigMap with data.domains) is rendered into the items, replacing the objects of an earlier run.\nExit codes: 0 ok, 1 error results (invalid config, lint errors)."
+)]
+pub struct FnArgs {
+    #[command(subcommand)]
+    pub command: Option<FnCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// Validator: lint the items (against the functionConfig, else the package's EgressGateway) and report results.
+    Lint,
+}
+
+#[derive(Debug, Args)]
+pub struct KustomizePluginArgs {
+    #[command(subcommand)]
+    pub command: KustomizePluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KustomizePluginCommand {
+    /// Symlink this binary as Kustomize's EgressGateway exec plugin and print the kustomization snippet.
+    Install {
+        /// Plugin home to install into (default: $KUSTOMIZE_PLUGIN_HOME, else $XDG_CONFIG_HOME/kustomize/plugin, else ~/.config/kustomize/plugin).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Old manifests: files, directories (recursive *.yaml, *.yml) or `-` for stdin.
+    #[arg(value_name = "OLD", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write the config to FILE atomically (the plan goes to stdout); else
+    /// the config goes to stdout and the plan to stderr.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Istio version `X.Y` to write as spec.istio.version.
+    #[arg(long, value_name = "X.Y")]
+    pub istio_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
+pub struct ExplainArgs {
+    /// Host names to check, as a client would put them in its TLS SNI.
+    #[arg(value_name = "HOST", required = true, value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub hosts: Vec<std::ffi::OsString>,
+    /// EgressGateway config file whose allowlist to ask.
+    #[arg(short = 'c', long = "config", value_name = "FILE", group = "source")]
+    pub config: Option<PathBuf>,
+    /// An allowlist entry (repeatable), instead of a config file.
+    #[arg(long = "allow", value_name = "PATTERN", group = "source")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +169,21 @@ pub struct RenderArgs {
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Plugin calling conventions come before clap: Kustomize runs us as
+    // `EgressGateway <tmpfile>`, and standalone Kustomize `exec` functions
+    // pass a ResourceList on stdin with no arguments at all.
+    let subcommands: Vec<String> = <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    if plugin::kustomize::is_invocation(&args, &subcommands) {
+        return ExitCode::from(plugin::kustomize::run(&args));
+    }
+    if args.len() == 1 && !std::io::stdin().is_terminal() {
+        if let Some(code) = plugin::autodetect() {
+            return ExitCode::from(code);
+        }
+    }
     let cli = match Cli::try_parse_from(normalise_args(args)) {
         Ok(cli) => cli,
         Err(e) => {
@@ -141,6 +225,18 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Serve(args) => crate::serve::run(args),
+        Command::Fn(args) => match args.command {
+            None => Ok(plugin::run_generator()),
+            Some(FnCommand::Lint) => Ok(plugin::run_validator()),
+        },
+        Command::KustomizePlugin(args) => match args.command {
+            KustomizePluginCommand::Install { dir } => {
+                print!("{}", plugin::kustomize::install(dir.as_deref())?);
+                Ok(exit::OK)
+            }
+        },
+        Command::Explain(args) => crate::explain::run(args),
+        Command::Migrate(args) => crate::migrate::run(args),
     }
 }
 

@@ -69,13 +69,65 @@ pub struct Spec {
     #[schemars(with = "String")]
     pub config_namespace: Spanned<String>,
     /// TLS port of the remote destinations (the forward proxy's `port_value`).
-    #[serde(default = "default_upstream_port")]
-    pub upstream_port: Port,
+    /// Default 443. Same as `ports: [N]`; give one or the other.
+    #[serde(default)]
+    pub upstream_port: Option<Port>,
+    /// TLS ports of the remote destinations, e.g. `[443, 8443]`. Each port
+    /// gets its own gateway port, Service port, internal listener and routes.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<Port>>")]
+    pub ports: Option<Spanned<Vec<Port>>>,
     #[serde(default)]
     pub dns: DnsSpec,
     /// Access logging on the egress gateway (Telemetry + internal listener).
     #[serde(default = "yes")]
     pub access_log: bool,
+    /// Lock-down: only these mesh clients may use the gateway (an ALLOW
+    /// AuthorizationPolicy on mTLS principals). Off when absent.
+    #[serde(default)]
+    pub allowed_clients: Option<AllowedClientsSpec>,
+    /// Lock-down: NetworkPolicies that stop these namespaces from reaching
+    /// the internet except through the gateway. Off when absent.
+    #[serde(default)]
+    pub network_policy: Option<NetworkPolicySpec>,
+}
+
+/// Who may send traffic through the gateway. Rendered as an ALLOW
+/// AuthorizationPolicy on the gateway, so every other client is refused.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AllowedClientsSpec {
+    /// Namespaces whose workloads may use the gateway.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub namespaces: Vec<Spanned<String>>,
+    /// Service accounts, as `namespace/name`, that may use the gateway.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub service_accounts: Vec<Spanned<String>>,
+    /// Trust domain of the mesh, for the principals. Default `cluster.local`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub trust_domain: Option<Spanned<String>>,
+}
+
+/// NetworkPolicies for application namespaces: egress only to the gateway,
+/// DNS and (by default) other pods in the cluster.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Application namespaces to lock down, one NetworkPolicy each.
+    #[schemars(with = "Vec<String>")]
+    pub namespaces: Vec<Spanned<String>>,
+    /// Keep pods in every namespace of the cluster reachable. Default true;
+    /// when false only the gateway, DNS, istiod and the namespace's own pods are.
+    #[serde(default = "yes")]
+    pub allow_in_cluster: bool,
+    /// Extra destinations outside the pod network, e.g. the API server or a
+    /// node-local DNS cache, as CIDRs.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow_cidrs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -109,10 +161,33 @@ pub struct GatewaySpec {
     pub service_port: Port,
     /// Container port the gateway listens on (the Gateway server port).
     pub target_port: Port,
+    /// Number of gateway pods. Default 2: every outbound connection of the
+    /// mesh passes through them. Ignored when `autoscaling` is set.
     pub replicas: u32,
     pub resources: Resources,
     /// Lets the pods use the `anyuid` SCC on OpenShift.
     pub openshift: bool,
+    /// A PodDisruptionBudget keeping at least one pod up during node drains.
+    /// Default true; only rendered with 2 or more replicas.
+    pub pod_disruption_budget: bool,
+    /// Spread pods across zones and nodes (soft `topologySpreadConstraints`).
+    /// Default true.
+    pub topology_spread: bool,
+    /// A HorizontalPodAutoscaler on CPU. Off when absent.
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+/// HorizontalPodAutoscaler settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Default 2.
+    #[serde(default = "default_min_replicas")]
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Average CPU use, in percent of the CPU request. Default 80.
+    #[serde(default = "default_cpu_target")]
+    pub target_cpu_utilization: u32,
 }
 
 impl Default for GatewaySpec {
@@ -128,9 +203,12 @@ impl Default for GatewaySpec {
             )])),
             service_port: Port(443),
             target_port: Port(8443),
-            replicas: 1,
+            replicas: 2,
             resources: Resources::default(),
             openshift: true,
+            pod_disruption_budget: true,
+            topology_spread: true,
+            autoscaling: None,
         }
     }
 }
@@ -216,6 +294,20 @@ pub struct DnsSpec {
     /// Envoy `dns_lookup_family` of the forward proxy's DNS cache.
     #[serde(default)]
     pub lookup_family: LookupFamily,
+    /// How often cached names are resolved again (`dns_refresh_rate`), e.g.
+    /// `30s`. Envoy's default: 60s.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub refresh_rate: Option<Spanned<String>>,
+    /// How long an unused name stays cached (`host_ttl`), e.g. `10m`.
+    /// Envoy's default: 5m.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub host_ttl: Option<Spanned<String>>,
+    /// Most names cached at once (`max_hosts`); connections to further
+    /// names are refused. Envoy's default: 1024.
+    #[serde(default)]
+    pub max_hosts: Option<u32>,
 }
 
 /// Envoy's `envoy.config.cluster.v3.Cluster.DnsLookupFamily`.
@@ -241,6 +333,12 @@ fn default_config_namespace() -> Spanned<String> {
 }
 fn default_upstream_port() -> Port {
     Port(443)
+}
+fn default_min_replicas() -> u32 {
+    2
+}
+fn default_cpu_target() -> u32 {
+    80
 }
 fn yes() -> bool {
     true
@@ -310,6 +408,15 @@ impl IstioVersion {
         }
     }
 
+    /// `security.istio.io/v1` from 1.22, else `v1beta1`.
+    pub fn security_api(self) -> &'static str {
+        if self >= IstioVersion::DEFAULT {
+            "security.istio.io/v1"
+        } else {
+            "security.istio.io/v1beta1"
+        }
+    }
+
     /// EnvoyFilter has only ever been served as `v1alpha3`.
     pub fn envoy_filter_api(self) -> &'static str {
         "networking.istio.io/v1alpha3"
@@ -330,9 +437,65 @@ pub struct Config {
     pub istio: IstioVersion,
     pub gateway: Gateway,
     pub config_namespace: String,
+    /// The first of `ports`.
     pub upstream_port: u16,
+    /// Every upstream port with the gateway ports that carry it; never empty.
+    pub ports: Vec<PortMap>,
     pub lookup_family: LookupFamily,
+    pub dns_cache: DnsCache,
     pub access_log: bool,
+    pub allowed_clients: Option<AllowedClients>,
+    pub network_policy: Option<NetworkPolicy>,
+}
+
+/// One upstream port and the gateway ports dedicated to it.
+///
+/// The forward proxy's `port_value` is fixed per listener, so each upstream
+/// port needs its own path: sidecars send port-P traffic to Service port
+/// `service`, which targets container port `target`, where a Gateway server
+/// hands it to an internal listener that forwards to port P.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortMap {
+    pub upstream: u16,
+    pub service: u16,
+    pub target: u16,
+}
+
+impl PortMap {
+    /// Suffix that keeps names of the second and later ports apart
+    /// (`""`, then `"-8443"`); the first port keeps the historical names.
+    pub fn suffix(&self, index: usize) -> String {
+        if index == 0 {
+            String::new()
+        } else {
+            format!("-{}", self.upstream)
+        }
+    }
+}
+
+/// DNS cache settings of the forward proxy; `None` leaves Envoy's default.
+/// Durations are in protobuf JSON form (`"60s"`, `"0.5s"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DnsCache {
+    pub refresh_rate: Option<String>,
+    pub host_ttl: Option<String>,
+    pub max_hosts: Option<u32>,
+}
+
+/// Validated `allowedClients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowedClients {
+    pub namespaces: Vec<String>,
+    /// SPIFFE-style principals, `TRUST_DOMAIN/ns/NS/sa/NAME`.
+    pub principals: Vec<String>,
+}
+
+/// Validated `networkPolicy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkPolicy {
+    pub namespaces: Vec<String>,
+    pub allow_in_cluster: bool,
+    pub allow_cidrs: Vec<String>,
 }
 
 /// The gateway's validated settings.
@@ -348,6 +511,17 @@ pub struct Gateway {
     pub replicas: u32,
     pub resources: Resources,
     pub openshift: bool,
+    pub pod_disruption_budget: bool,
+    pub topology_spread: bool,
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// Validated `autoscaling`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Autoscaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub target_cpu_utilization: u32,
 }
 
 /// Something the user should know, though it is not an error: a normalised
@@ -455,9 +629,12 @@ pub fn from_domains(
             istio: IstioSpec::default(),
             gateway: GatewaySpec::default(),
             config_namespace: default_config_namespace(),
-            upstream_port: default_upstream_port(),
+            upstream_port: None,
+            ports: None,
             dns: DnsSpec::default(),
             access_log: true,
+            allowed_clients: None,
+            network_policy: None,
         },
     };
     validate("--domain", file, overrides)
@@ -552,6 +729,20 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
             return Err(err(&spec.gateway.labels.referenced, why, ""));
         }
     }
+    let ports = port_maps(name, &spec)?;
+    let dns_cache = dns_cache(name, &spec.dns)?;
+    let autoscaling = autoscaling(&spec.gateway)?;
+    let allowed_clients = spec
+        .allowed_clients
+        .as_ref()
+        .map(|c| allowed_clients(name, c))
+        .transpose()?;
+    let network_policy = spec
+        .network_policy
+        .as_ref()
+        .map(|n| network_policy(name, n, &spec.gateway.namespace.value))
+        .transpose()?;
+
     let version_src = match (&overrides.istio_version, &spec.istio.version) {
         (Some(v), _) => (v.clone(), None),
         (None, Some(v)) => (v.value.clone(), Some(v.referenced)),
@@ -633,14 +824,378 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
                 replicas: g.replicas,
                 resources: g.resources,
                 openshift: g.openshift,
+                pod_disruption_budget: g.pod_disruption_budget,
+                topology_spread: g.topology_spread,
+                autoscaling,
             },
             config_namespace: spec.config_namespace.value,
-            upstream_port: spec.upstream_port.0,
+            upstream_port: ports[0].upstream,
+            ports,
             lookup_family: spec.dns.lookup_family,
+            dns_cache,
             access_log: spec.access_log,
+            allowed_clients,
+            network_policy,
         },
         notes,
     ))
+}
+
+/// Ports Istio's proxy itself listens on in a gateway pod (Istio's "Ports
+/// used by Istio" page: 15000 admin, 15001/15006 capture, 15004 debug,
+/// 15008 HBONE, 15009 HBONE, 15020 merged metrics, 15021 health, 15053 DNS,
+/// 15090 Envoy Prometheus). A Gateway server on one of them cannot bind.
+const ISTIO_RESERVED_PORTS: &[u16] = &[
+    15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090,
+];
+
+/// Most upstream ports; each adds a listener, a cluster and routes.
+const MAX_PORTS: usize = 16;
+
+/// Upstream ports and the gateway ports for each: the first uses
+/// `gateway.servicePort`/`targetPort`; the i-th further port uses container
+/// port `targetPort + i` and a Service port of the same number.
+///
+/// The Gateway servers listen on the container ports, and Istio translates a
+/// Gateway port that equals a Service port into that port's `targetPort`
+/// (`resolvePorts` in istio/istio `pilot/pkg/model/gateway.go`, for
+/// label-selected gateways). So no Service port may equal another port's
+/// container port unless it targets that very port: with Service `8443 ->
+/// 8444` beside a Gateway server on 8443, istiod would bind the server to
+/// 8444 and the 8443 listener would never exist.
+fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
+    let help = "list each TLS port once, e.g. `ports: [443, 8443]`";
+    let (upstream, at): (Vec<u16>, Option<Pos>) = match (&spec.ports, spec.upstream_port) {
+        (Some(_), Some(_)) => {
+            return Err(Error {
+                at: spec.ports.as_ref().and_then(|p| pos(name, &p.referenced)),
+                message: "spec.ports and spec.upstreamPort are both set".into(),
+                help: Some("keep `ports` and list every upstream port there".into()),
+            });
+        }
+        (Some(p), None) => (
+            p.value.iter().map(|p| p.0).collect(),
+            pos(name, &p.referenced),
+        ),
+        (None, Some(p)) => (vec![p.0], None),
+        (None, None) => (vec![default_upstream_port().0], None),
+    };
+    let fail = |message: String, help: &str| Error {
+        at: at.clone(),
+        message,
+        help: Some(help.to_string()),
+    };
+    if upstream.is_empty() {
+        return Err(fail("spec.ports is empty".into(), help));
+    }
+    if upstream.len() > MAX_PORTS {
+        return Err(fail(
+            format!(
+                "spec.ports lists {} ports; the limit is {MAX_PORTS}",
+                upstream.len()
+            ),
+            "each port adds a gateway listener; use fewer ports",
+        ));
+    }
+    let g = &spec.gateway;
+    let mut maps: Vec<PortMap> = Vec::with_capacity(upstream.len());
+    for (i, &p) in upstream.iter().enumerate() {
+        if p == 0 {
+            return Err(fail("spec.ports holds 0; ports are 1-65535".into(), help));
+        }
+        if maps.iter().any(|m| m.upstream == p) {
+            return Err(fail(format!("spec.ports lists {p} twice"), help));
+        }
+        let target = u32::from(g.target_port.0) + i as u32;
+        let target = u16::try_from(target).map_err(|_| {
+            fail(
+                format!("upstream port {p} would need gateway container port {target}, over 65535"),
+                "lower spec.gateway.targetPort",
+            )
+        })?;
+        let service = if i == 0 { g.service_port.0 } else { target };
+        if let Some(m) = maps.iter().find(|m| m.service == service) {
+            return Err(fail(
+                format!(
+                    "upstream port {p} needs Service port {service}, which already carries upstream port {}",
+                    m.upstream
+                ),
+                "change spec.gateway.servicePort, which carries the first upstream port",
+            ));
+        }
+        if let Some(m) = maps
+            .iter()
+            .find(|m| m.target == service || m.service == target)
+        {
+            return Err(fail(
+                format!(
+                    "the Service port and gateway port of upstream port {p} ({service} -> {target}) cross those of upstream port {} ({} -> {}); Istio would bind the Gateway server to the wrong port",
+                    m.upstream, m.service, m.target
+                ),
+                "change spec.gateway.servicePort or spec.gateway.targetPort so the ranges do not overlap",
+            ));
+        }
+        if ISTIO_RESERVED_PORTS.contains(&target) {
+            return Err(fail(
+                format!(
+                    "gateway container port {target} (for upstream port {p}) is used by Istio's proxy itself"
+                ),
+                "change spec.gateway.targetPort; ports 15000-15090 are Istio's",
+            ));
+        }
+        maps.push(PortMap {
+            upstream: p,
+            service,
+            target,
+        });
+    }
+    Ok(maps)
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m` or `1h` into protobuf
+/// JSON form (`"0.5s"`, `"30s"`, `"300s"`, `"3600s"`), as milliseconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+        .filter(|ms| *ms <= 315_576_000_000_000)
+}
+
+fn proto_duration(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        let frac = format!("{:03}", ms % 1000);
+        format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'))
+    }
+}
+
+/// The DNS cache options. Limits are Envoy's (`dns_cache.proto`,
+/// envoy/extensions/common/dynamic_forward_proxy/v3): `dns_refresh_rate`
+/// at least 1ms (default 60s), `host_ttl` above 0 (default 5m),
+/// `max_hosts` above 0 (default 1024).
+fn dns_cache(name: &str, dns: &DnsSpec) -> Result<DnsCache, Error> {
+    let duration = |field: &str, v: &Option<Spanned<String>>| -> Result<Option<String>, Error> {
+        let Some(v) = v else { return Ok(None) };
+        match parse_duration_ms(&v.value) {
+            Some(ms) if ms >= 1 => Ok(Some(proto_duration(ms))),
+            _ => Err(Error {
+                at: pos(name, &v.referenced),
+                message: format!(
+                    "spec.dns.{field} {} is not a positive duration",
+                    quoted(&v.value)
+                ),
+                help: Some("write a number and a unit: `500ms`, `30s`, `5m` or `1h`".into()),
+            }),
+        }
+    };
+    if dns.max_hosts == Some(0) {
+        return Err(Error {
+            at: None,
+            message: "spec.dns.maxHosts is 0; Envoy requires at least 1".into(),
+            help: Some("leave it out for Envoy's default of 1024".into()),
+        });
+    }
+    Ok(DnsCache {
+        refresh_rate: duration("refreshRate", &dns.refresh_rate)?,
+        host_ttl: duration("hostTtl", &dns.host_ttl)?,
+        max_hosts: dns.max_hosts,
+    })
+}
+
+fn autoscaling(g: &GatewaySpec) -> Result<Option<Autoscaling>, Error> {
+    let plain = |message: String, help: &str| Error {
+        at: None,
+        message,
+        help: Some(help.into()),
+    };
+    if g.replicas == 0 && g.autoscaling.is_none() {
+        return Err(plain(
+            "spec.gateway.replicas is 0: no pod would forward egress traffic".into(),
+            "use 2 or more replicas so a node drain never stops egress",
+        ));
+    }
+    let Some(a) = &g.autoscaling else {
+        return Ok(None);
+    };
+    if a.min_replicas == 0 || a.max_replicas < a.min_replicas {
+        return Err(plain(
+            format!(
+                "spec.gateway.autoscaling: minReplicas {} and maxReplicas {} must satisfy 1 <= min <= max",
+                a.min_replicas, a.max_replicas
+            ),
+            "for example `minReplicas: 2, maxReplicas: 5`",
+        ));
+    }
+    if a.target_cpu_utilization == 0 {
+        return Err(plain(
+            "spec.gateway.autoscaling.targetCpuUtilization is 0".into(),
+            "use a percentage of the CPU request, e.g. 80",
+        ));
+    }
+    if !g.resources.requests.contains_key("cpu") {
+        return Err(plain(
+            "spec.gateway.autoscaling needs spec.gateway.resources.requests.cpu: CPU utilisation is measured against it".into(),
+            "set a CPU request, e.g. `100m`",
+        ));
+    }
+    Ok(Some(Autoscaling {
+        min_replicas: a.min_replicas,
+        max_replicas: a.max_replicas,
+        target_cpu_utilization: a.target_cpu_utilization,
+    }))
+}
+
+fn allowed_clients(name: &str, c: &AllowedClientsSpec) -> Result<AllowedClients, Error> {
+    let bad = |v: &Spanned<String>, message: String, help: &str| Error {
+        at: pos(name, &v.referenced),
+        message,
+        help: Some(help.into()),
+    };
+    if c.namespaces.is_empty() && c.service_accounts.is_empty() {
+        return Err(Error {
+            at: None,
+            message: "spec.allowedClients lists no namespaces and no serviceAccounts; the gateway would refuse everyone".into(),
+            help: Some("list the namespaces (or `namespace/name` service accounts) of the apps that need egress".into()),
+        });
+    }
+    let trust_domain = match &c.trust_domain {
+        None => "cluster.local".to_string(),
+        Some(t) => {
+            if t.value.is_empty() || t.value.split('.').any(|l| check_dns_label(l).is_err()) {
+                return Err(bad(
+                    t,
+                    format!(
+                        "spec.allowedClients.trustDomain {} is not a DNS name",
+                        quoted(&t.value)
+                    ),
+                    "use the mesh's trust domain (meshConfig.trustDomain), usually `cluster.local`",
+                ));
+            }
+            t.value.clone()
+        }
+    };
+    let mut namespaces = Vec::new();
+    for ns in &c.namespaces {
+        check_dns_label(&ns.value).map_err(|why| {
+            bad(
+                ns,
+                format!(
+                    "spec.allowedClients.namespaces: {} {why}",
+                    quoted(&ns.value)
+                ),
+                "use a Kubernetes namespace name",
+            )
+        })?;
+        if !namespaces.contains(&ns.value) {
+            namespaces.push(ns.value.clone());
+        }
+    }
+    let mut principals = Vec::new();
+    for sa in &c.service_accounts {
+        let ok = sa
+            .value
+            .split_once('/')
+            .filter(|(ns, n)| check_dns_label(ns).is_ok() && check_dns_label(n).is_ok());
+        let Some((ns, n)) = ok else {
+            return Err(bad(
+                sa,
+                format!(
+                    "spec.allowedClients.serviceAccounts: {} is not `namespace/name`",
+                    quoted(&sa.value)
+                ),
+                "write the namespace and the service account name, e.g. `shop/checkout`",
+            ));
+        };
+        // Istio's principal form: <trust domain>/ns/<namespace>/sa/<name>.
+        let p = format!("{trust_domain}/ns/{ns}/sa/{n}");
+        if !principals.contains(&p) {
+            principals.push(p);
+        }
+    }
+    Ok(AllowedClients {
+        namespaces,
+        principals,
+    })
+}
+
+fn network_policy(
+    name: &str,
+    n: &NetworkPolicySpec,
+    gateway_namespace: &str,
+) -> Result<NetworkPolicy, Error> {
+    if n.namespaces.is_empty() {
+        return Err(Error {
+            at: None,
+            message: "spec.networkPolicy.namespaces is empty".into(),
+            help: Some("list the application namespaces to lock down".into()),
+        });
+    }
+    let mut namespaces = Vec::new();
+    for ns in &n.namespaces {
+        let at = pos(name, &ns.referenced);
+        check_dns_label(&ns.value).map_err(|why| Error {
+            at: at.clone(),
+            message: format!("spec.networkPolicy.namespaces: {} {why}", quoted(&ns.value)),
+            help: Some("use a Kubernetes namespace name".into()),
+        })?;
+        if ns.value == gateway_namespace {
+            return Err(Error {
+                at,
+                message: format!(
+                    "spec.networkPolicy.namespaces holds the gateway's own namespace {}; the gateway would lose its way out",
+                    quoted(&ns.value)
+                ),
+                help: Some("list only application namespaces".into()),
+            });
+        }
+        if !namespaces.contains(&ns.value) {
+            namespaces.push(ns.value.clone());
+        }
+    }
+    let mut allow_cidrs = Vec::new();
+    for c in &n.allow_cidrs {
+        if !is_cidr(&c.value) {
+            return Err(Error {
+                at: pos(name, &c.referenced),
+                message: format!(
+                    "spec.networkPolicy.allowCidrs: {} is not a CIDR",
+                    quoted(&c.value)
+                ),
+                help: Some("write an address and a prefix length, e.g. `10.0.0.1/32`".into()),
+            });
+        }
+        allow_cidrs.push(c.value.clone());
+    }
+    Ok(NetworkPolicy {
+        namespaces,
+        allow_in_cluster: n.allow_in_cluster,
+        allow_cidrs,
+    })
+}
+
+/// `address/prefix` with a prefix that fits the address family.
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
+    }
 }
 
 /// RFC 1123 label, as Kubernetes requires for names and namespaces.

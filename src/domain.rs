@@ -500,6 +500,34 @@ impl Allowlist {
         };
         Decision::Denied { name, reason }
     }
+
+    /// [`Allowlist::decide`] for a server name as raw bytes (an SNI off the
+    /// wire, or a command-line argument). A name that is not UTF-8 cannot be
+    /// a DNS name and is refused as invalid.
+    pub fn decide_bytes(&self, sni: &[u8]) -> Decision<'_> {
+        match std::str::from_utf8(sni) {
+            Ok(s) => self.decide(s),
+            Err(e) => {
+                let bad = sni[e.valid_up_to()];
+                Decision::Denied {
+                    name: String::from_utf8_lossy(sni).to_ascii_lowercase(),
+                    reason: Denial::InvalidName(DomainError::BadChar(format!(
+                        "\\x{bad:02x} (not UTF-8)"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Exact entries that name a parent of `name`. They do not match `name`
+    /// (an exact entry matches only itself); callers use this to explain a
+    /// refusal, never to decide one.
+    pub fn exact_parents(&self, name: &str) -> Vec<&Pattern> {
+        self.entries
+            .iter()
+            .filter(|p| matches!(p, Pattern::Exact(n) if is_strict_subdomain(name, n)))
+            .collect()
+    }
 }
 
 /// Names seen together, and the wildcard that would cover them.

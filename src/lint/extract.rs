@@ -3,8 +3,8 @@
 //! position.
 //!
 //! It does not judge anything: rules do. It unwraps `kind: List`, keeps
-//! Istio kinds plus the Service and Deployment of the gateway, and ignores
-//! every other document.
+//! Istio kinds plus the Service and Deployment of the gateway and ConfigMaps
+//! (the mesh config), and ignores every other document.
 
 use super::ResourceRef;
 use std::collections::HashMap;
@@ -122,6 +122,11 @@ pub struct HostList {
     pub at: Pos,
     pub field_path: String,
     pub hosts: Vec<Host>,
+    /// Lists with different scopes may repeat hosts: with several upstream
+    /// ports, each port has its own `sniHosts` match (scope `port N`) and its
+    /// own internal listener (scope: the listener name). Empty for lists
+    /// that must be disjoint across the whole input.
+    pub scope: String,
 }
 
 /// A `dns_cache_config`, kept whole: Envoy requires every use of one name
@@ -291,7 +296,7 @@ impl Model {
         };
         let core = matches!(
             (r.api_version.as_str(), r.kind.as_str()),
-            ("v1", "Service") | ("apps/v1", "Deployment")
+            ("v1", "Service") | ("apps/v1", "Deployment") | ("v1", "ConfigMap")
         );
         if r.is_istio() || core || crate::schema::known(&r.api_version, &r.kind) {
             self.resources.push(r);
@@ -342,7 +347,11 @@ impl Model {
                 if let Some((k, v)) = m.entry("sniHosts") {
                     is_mesh_tls = true;
                     let path = format!("spec.tls[{ti}].match[{mi}].sniHosts");
-                    self.lists.push(host_list(Place::SniHosts, i, k, v, &path));
+                    let mut list = host_list(Place::SniHosts, i, k, v, &path);
+                    if let Some(port) = m.get("port").and_then(Node::scalar_text) {
+                        list.scope = format!("port {port}");
+                    }
+                    self.lists.push(list);
                 }
             }
         }
@@ -460,8 +469,11 @@ impl Model {
             if let Some(m) = chain.get("filter_chain_match") {
                 if let Some((k, v)) = m.entry("server_names") {
                     let path = format!("{cpath}.filter_chain_match.server_names");
-                    self.lists
-                        .push(host_list(Place::ServerNames, i, k, v, &path));
+                    let mut list = host_list(Place::ServerNames, i, k, v, &path);
+                    if let Some(name) = value.get("name").and_then(Node::as_str) {
+                        list.scope = format!("listener {name}");
+                    }
+                    self.lists.push(list);
                 }
             }
             for (fi, f) in chain
@@ -555,6 +567,7 @@ fn host_list(place: Place, resource: usize, key: &Node, value: &Node, path: &str
         at: key.at,
         field_path: path.to_string(),
         hosts,
+        scope: String::new(),
     }
 }
 

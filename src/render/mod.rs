@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::config::{Config, LookupFamily, Resources};
+use crate::config::{
+    AllowedClients, Autoscaling, Config, DnsCache, LookupFamily, NetworkPolicy, Resources,
+};
 
 /// The templates, in the order their documents appear.
 const TEMPLATES: &[(&str, &str)] = &[
@@ -26,6 +28,22 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "deployment",
         include_str!("../../templates/deployment.yaml.j2"),
+    ),
+    (
+        "poddisruptionbudget",
+        include_str!("../../templates/poddisruptionbudget.yaml.j2"),
+    ),
+    (
+        "horizontalpodautoscaler",
+        include_str!("../../templates/horizontalpodautoscaler.yaml.j2"),
+    ),
+    (
+        "authorizationpolicy",
+        include_str!("../../templates/authorizationpolicy.yaml.j2"),
+    ),
+    (
+        "networkpolicy",
+        include_str!("../../templates/networkpolicy.yaml.j2"),
     ),
     ("role", include_str!("../../templates/role.yaml.j2")),
     (
@@ -56,6 +74,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "envoyfilter",
         include_str!("../../templates/envoyfilter.yaml.j2"),
+    ),
+    // Not part of the manifest: the EgressGateway file `migrate` writes.
+    (
+        "egressgateway",
+        include_str!("../../templates/egressgateway.yaml.j2"),
     ),
 ];
 
@@ -100,7 +123,27 @@ pub struct Error {
 struct Api {
     networking: &'static str,
     telemetry: &'static str,
+    security: &'static str,
     envoy_filter: &'static str,
+}
+
+/// One upstream port and every name and number its path uses.
+#[derive(Serialize)]
+struct PortCtx {
+    upstream: u16,
+    service: u16,
+    target: u16,
+    /// Service, container and Gateway server port name: `tls-egress`, then
+    /// `tls-egress-8443`, ...
+    port_name: String,
+    /// ServiceEntry port name: `tls`, then `tls-8443`, ...
+    entry_name: String,
+    /// Internal listener and its cluster: `sni_listener`/`sni_cluster`, then
+    /// `sni_listener_8443`/`sni_cluster_8443`, ...
+    listener: String,
+    cluster: String,
+    /// Stats of the forwarding tcp_proxy: `sni_forward`, then `sni_forward_8443`.
+    stat_prefix: String,
 }
 
 #[derive(Serialize)]
@@ -115,6 +158,10 @@ struct GatewayCtx<'a> {
     replicas: u32,
     resources: &'a Resources,
     openshift: bool,
+    /// Render a PodDisruptionBudget (asked for, and 2+ pods to keep one of).
+    pod_disruption_budget: bool,
+    topology_spread: bool,
+    autoscaling: &'a Option<Autoscaling>,
     /// The Service's cluster-local FQDN, as VirtualService and
     /// DestinationRule `host`.
     host: String,
@@ -130,7 +177,11 @@ struct Context<'a> {
     config_namespace: &'a str,
     subset: &'a str,
     upstream_port: u16,
+    ports: Vec<PortCtx>,
     lookup_family: LookupFamily,
+    dns_cache: &'a DnsCache,
+    allowed_clients: &'a Option<AllowedClients>,
+    network_policy: &'a Option<NetworkPolicy>,
     access_log: bool,
     access_log_format: &'static str,
     domains: &'a [String],
@@ -155,6 +206,37 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
         .map(|p| p.to_string())
         .collect();
     let g = &cfg.gateway;
+    let mut warnings = Vec::new();
+    let min_pods = g
+        .autoscaling
+        .as_ref()
+        .map_or(g.replicas, |a| a.min_replicas);
+    if g.pod_disruption_budget && min_pods < 2 {
+        warnings.push(format!(
+            "no PodDisruptionBudget: with {min_pods} gateway pod, one that keeps a pod up would \
+             block every node drain; run 2 or more replicas for egress to survive drains"
+        ));
+    }
+    let render_pdb = g.pod_disruption_budget && min_pods >= 2;
+    let ports: Vec<PortCtx> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let suffix = p.suffix(i);
+            let under = suffix.replace('-', "_");
+            PortCtx {
+                upstream: p.upstream,
+                service: p.service,
+                target: p.target,
+                port_name: format!("tls-egress{suffix}"),
+                entry_name: format!("tls{suffix}"),
+                listener: format!("sni_listener{under}"),
+                cluster: format!("sni_cluster{under}"),
+                stat_prefix: format!("sni_forward{under}"),
+            }
+        })
+        .collect();
     let ctx = Context {
         version: env!("CARGO_PKG_VERSION"),
         istio_version: cfg.istio.to_string(),
@@ -162,6 +244,7 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
         api: Api {
             networking: cfg.istio.networking_api(),
             telemetry: cfg.istio.telemetry_api(),
+            security: cfg.istio.security_api(),
             envoy_filter: cfg.istio.envoy_filter_api(),
         },
         gateway: GatewayCtx {
@@ -175,12 +258,19 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
             replicas: g.replicas,
             resources: &g.resources,
             openshift: g.openshift,
+            pod_disruption_budget: render_pdb,
+            topology_spread: g.topology_spread,
+            autoscaling: &g.autoscaling,
             host: format!("{}.{}.svc.cluster.local", g.name, g.namespace),
         },
         config_namespace: &cfg.config_namespace,
         subset: &cfg.name,
         upstream_port: cfg.upstream_port,
+        ports,
         lookup_family: cfg.lookup_family,
+        dns_cache: &cfg.dns_cache,
+        allowed_clients: &cfg.allowed_clients,
+        network_policy: &cfg.network_policy,
         access_log: cfg.access_log,
         access_log_format: ACCESS_LOG_FORMAT,
         domains: &domains,
@@ -204,19 +294,27 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
         Ok(())
     };
 
-    for name in [
-        "serviceaccount",
-        "service",
-        "deployment",
-        "role",
-        "rolebinding",
-        "gateway",
-        "destinationrule",
-    ] {
+    for name in ["serviceaccount", "service", "deployment"] {
+        one(name, None)?;
+    }
+    if render_pdb {
+        one("poddisruptionbudget", None)?;
+    }
+    if g.autoscaling.is_some() {
+        one("horizontalpodautoscaler", None)?;
+    }
+    for name in ["role", "rolebinding"] {
+        one(name, None)?;
+    }
+    if cfg.allowed_clients.is_some() {
+        one("authorizationpolicy", None)?;
+    }
+    for name in ["gateway", "destinationrule"] {
         one(name, None)?;
     }
     let vs_base = format!("direct-{}-through-egress-gateway", cfg.name);
-    for chunk in chunks(&vs_base, &domains, virtual_service_split(&domains)) {
+    let vs_split = virtual_service_split(&domains, cfg.ports.len());
+    for chunk in chunks(&vs_base, &domains, vs_split) {
         one(
             "virtualservice",
             Some(minijinja::Value::from(minijinja::value::Serde(&chunk))),
@@ -236,9 +334,16 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
         one("telemetry", None)?;
     }
     one("envoyfilter", None)?;
+    if let Some(np) = &cfg.network_policy {
+        for ns in &np.namespaces {
+            one(
+                "networkpolicy",
+                Some(minijinja::Value::from(minijinja::value::Serde(ns))),
+            )?;
+        }
+    }
 
-    let mut warnings = Vec::new();
-    let filter_bytes = envoy_filter_json_estimate(&domains);
+    let filter_bytes = envoy_filter_json_estimate(&domains, cfg.ports.len());
     if filter_bytes > OBJECT_LIMIT_BYTES {
         warnings.push(format!(
             "the EnvoyFilter holds all {} server names and is about {} KiB, over the {} KiB that \
@@ -268,6 +373,18 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
         manifest.push('\n');
     }
     Ok(Rendered { manifest, warnings })
+}
+
+/// Renders one named template with `ctx`, through the same YAML-safe
+/// formatter as the manifest. Used for files other than the manifest.
+pub fn render_template(name: &str, ctx: &impl Serialize) -> Result<String, Error> {
+    environment()
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(ctx))))
+        .map_err(|source| Error {
+            template: name.to_string(),
+            source,
+        })
 }
 
 fn environment() -> Environment<'static> {
@@ -317,12 +434,13 @@ fn json_item_bytes(host: &str) -> usize {
 }
 
 /// Where to split VirtualService hosts so each object stays well under the
-/// object limit. Each host appears twice: in `hosts` and in `sniHosts`.
-fn virtual_service_split(hosts: &[String]) -> Vec<usize> {
+/// object limit. Each host appears once in `hosts` and once in the
+/// `sniHosts` of each port's route.
+fn virtual_service_split(hosts: &[String], ports: usize) -> Vec<usize> {
     let mut splits = Vec::new();
     let mut used = 0;
     for (i, h) in hosts.iter().enumerate() {
-        let cost = 2 * json_item_bytes(h);
+        let cost = (1 + ports) * json_item_bytes(h);
         if used + cost > VIRTUAL_SERVICE_HOST_BUDGET && i > 0 {
             splits.push(i);
             used = 0;
@@ -332,10 +450,11 @@ fn virtual_service_split(hosts: &[String]) -> Vec<usize> {
     splits
 }
 
-/// Compact-JSON size of the EnvoyFilter: its fixed part plus the names.
-fn envoy_filter_json_estimate(hosts: &[String]) -> usize {
-    const FIXED: usize = 4 * 1024;
-    FIXED + hosts.iter().map(|h| json_item_bytes(h)).sum::<usize>()
+/// Compact-JSON size of the EnvoyFilter: its fixed part plus the names,
+/// once per port's internal listener.
+fn envoy_filter_json_estimate(hosts: &[String], ports: usize) -> usize {
+    const FIXED_PER_PORT: usize = 4 * 1024;
+    ports * (FIXED_PER_PORT + hosts.iter().map(|h| json_item_bytes(h)).sum::<usize>())
 }
 
 #[cfg(test)]

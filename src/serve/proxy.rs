@@ -11,9 +11,9 @@
 //! Flows that pass 1 MiB in one direction switch to `splice(2)` on Linux
 //! (see [`super::splice`]); short ones stay on plain reads and writes.
 //!
-//! Relay buffers are allocated only when a side first has data to read, start
-//! at 16 KiB and grow to 64 KiB for bulk flows, so idle connections stay
-//! small and small request/response exchanges stay cheap.
+//! Relay buffers exist only while bytes are in flight (see [`Half`]): they
+//! start at 16 KiB and grow to 64 KiB for bulk flows, and an idle connection
+//! gives them back, so idle connections stay small.
 //!
 //! The allow decision is [`Allowlist::decide`]; this module never matches
 //! names itself.
@@ -418,13 +418,19 @@ enum RelayError {
 }
 
 /// One direction of the relay.
+///
+/// The buffer exists only while bytes are in flight: it is allocated when the
+/// socket turns readable, read into without zero-filling, and handed back to
+/// the allocator once it has been written out and the socket has nothing
+/// more. So an idle connection holds no relay memory, and a busy one reuses
+/// the chunk the allocator just got back.
 struct Half {
-    /// Storage; bytes `pos..end` are waiting to be written.
+    /// Bytes `pos..buf.len()` are waiting to be written.
     buf: Vec<u8>,
     pos: usize,
-    end: usize,
-    /// The last read filled the buffer: grow it once it drains.
-    grow: bool,
+    /// Size of the next buffer: starts at [`RELAY_START`], grows to
+    /// [`RELAY_MAX`] after reads that fill it.
+    size: usize,
     eof: bool,
     done: bool,
     total: u64,
@@ -436,12 +442,10 @@ struct Half {
 
 impl Half {
     fn new(pending: Vec<u8>, splice: bool) -> Half {
-        let end = pending.len();
         Half {
             buf: pending,
             pos: 0,
-            end,
-            grow: false,
+            size: RELAY_START,
             eof: false,
             done: false,
             total: 0,
@@ -495,25 +499,17 @@ impl Half {
         progress: &mut bool,
     ) -> Poll<io::Result<()>> {
         loop {
-            if self.pos < self.end {
-                let n = ready!(Pin::new(&mut *w).poll_write(cx, &self.buf[self.pos..self.end]))?;
+            if self.pos < self.buf.len() {
+                let n = ready!(Pin::new(&mut *w).poll_write(cx, &self.buf[self.pos..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 self.pos += n;
                 self.total += n as u64;
                 *progress = true;
-                if self.pos == self.end {
+                if self.pos == self.buf.len() {
                     self.pos = 0;
-                    self.end = 0;
-                    let want = if self.grow {
-                        (self.buf.len() * 4).min(RELAY_MAX)
-                    } else {
-                        RELAY_START
-                    };
-                    if self.buf.len() < want {
-                        self.buf.resize(want, 0);
-                    }
+                    self.buf.clear();
                 }
                 continue;
             }
@@ -531,16 +527,20 @@ impl Half {
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
-            // Wait for data before allocating a buffer for it.
-            ready!(r.poll_read_ready(cx))?;
-            if self.buf.len() < RELAY_START {
-                self.buf.resize(RELAY_START, 0);
+            if r.poll_read_ready(cx)?.is_pending() {
+                // Nothing buffered and nothing to read: give the buffer back.
+                self.buf = Vec::new();
+                return Poll::Pending;
             }
-            match r.try_read(&mut self.buf) {
+            if self.buf.capacity() < self.size {
+                self.buf = Vec::with_capacity(self.size);
+            }
+            match r.try_read_buf(&mut self.buf) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
-                    self.end = n;
-                    self.grow = n == self.buf.len() && n < RELAY_MAX;
+                    if n == self.buf.capacity() {
+                        self.size = (self.size * 4).min(RELAY_MAX);
+                    }
                     *progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -41,7 +41,16 @@ pub const RULE: Rule = Rule {
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
-    for place in Place::ALL {
+    // With several upstream ports each port has its own sniHosts match and
+    // internal listener, which repeat the hosts legitimately: compare lists
+    // within one scope only.
+    let mut scopes: Vec<(Place, &str)> = Vec::new();
+    for l in &model.lists {
+        if !scopes.contains(&(l.place, l.scope.as_str())) {
+            scopes.push((l.place, l.scope.as_str()));
+        }
+    }
+    for (place, scope) in scopes {
         // Each valid pattern's occurrences: (list, host) indices, in order.
         let mut occurrences: HashMap<Pattern, Vec<(usize, usize)>> = HashMap::new();
         let mut patterns = Vec::new();
@@ -49,7 +58,7 @@ fn check(ctx: &mut Ctx) {
             .lists
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.place == place)
+            .filter(|(_, l)| l.place == place && l.scope == scope)
         {
             for (hi, h) in l.hosts.iter().enumerate() {
                 if let Ok((p, _)) = &h.parsed {

@@ -1,6 +1,11 @@
 //! ## What it does
 //! Reports a Gateway server port that is not a `targetPort` of the gateway
-//! Service. Checked when the input holds that Service.
+//! Service, and one that Istio would move: for a label-selected gateway,
+//! istiod binds a server whose number equals a Service `port` to that
+//! port's `targetPort` (`resolvePorts` in istio/istio
+//! `pilot/pkg/model/gateway.go`). With several upstream ports, a Service
+//! port `8443 -> 8444` beside a server meant for listener 8443 moves that
+//! server to 8444. Checked when the input holds that Service.
 //!
 //! ## Why is this bad?
 //! A Gateway's `port.number` is the port the gateway pod listens on, so the
@@ -39,6 +44,8 @@ pub const RULE: Rule = Rule {
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     let mut targets: Vec<i64> = Vec::new();
+    // (port, targetPort) pairs, for Istio's Gateway port translation.
+    let mut translations: Vec<(i64, i64)> = Vec::new();
     let mut named_target = false;
     for i in gateway_services(model) {
         let s = &model.resources[i];
@@ -50,7 +57,12 @@ fn check(ctx: &mut Ctx) {
         {
             match p.get("targetPort") {
                 Some(t) => match t.as_i64() {
-                    Some(n) => targets.push(n),
+                    Some(n) => {
+                        targets.push(n);
+                        if let Some(port) = p.get("port").and_then(Node::as_i64) {
+                            translations.push((port, n));
+                        }
+                    }
                     // A named targetPort resolves through the pod spec.
                     None => named_target = true,
                 },
@@ -77,6 +89,25 @@ fn check(ctx: &mut Ctx) {
                 continue;
             };
             let Some(port) = n.as_i64() else { continue };
+            // The first Service port with this number wins, as in istiod.
+            let bound = translations
+                .iter()
+                .find(|(p, _)| *p == port)
+                .map_or(port, |(_, t)| *t);
+            if targets.contains(&port) && bound != port {
+                ctx.report(
+                    i,
+                    n.at,
+                    &format!("spec.servers[{si}].port.number"),
+                    format!(
+                        "Gateway port {port} is also a Service port that targets {bound}, so istiod binds this server to {bound}, not {port}"
+                    ),
+                    Some(format!(
+                        "give the Service port that targets {bound} another number, or use the same number for port and targetPort"
+                    )),
+                );
+                continue;
+            }
             if targets.contains(&port) {
                 continue;
             }

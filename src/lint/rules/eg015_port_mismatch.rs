@@ -1,9 +1,11 @@
 //! ## What it does
 //! Reports ports that disagree: the mesh TLS route's match `port`, the
 //! ServiceEntry `ports[].number` and the SNI forward proxy's `port_value`.
-//! The reference is the config's `upstreamPort` with `--config`, else the
-//! forward proxy's `port_value` (where traffic really goes), else the route's
-//! match port.
+//! The reference is the config's upstream ports (`ports`, or `upstreamPort`)
+//! with `--config`, else the forward proxies' `port_value`s (where traffic
+//! really goes; one internal listener per upstream port), else the route's
+//! match port. Every route port and `port_value` must be a reference port,
+//! and every ServiceEntry must declare each reference port.
 //!
 //! ## Why is this bad?
 //! The sidecar only intercepts the port the VirtualService matches and the
@@ -96,54 +98,75 @@ fn check(ctx: &mut Ctx) {
             }
         }
     }
-    let (reference, source) = match &ctx.opts.config {
+    let (reference, source): (Vec<i64>, String) = match &ctx.opts.config {
         Some(cfg) => (
-            i64::from(cfg.upstream_port),
-            format!("the config's upstreamPort ({})", ctx.opts.config_name),
+            cfg.ports.iter().map(|p| i64::from(p.upstream)).collect(),
+            format!("the config's upstream ports ({})", ctx.opts.config_name),
         ),
         None => {
-            let r = model.port_values.first().or(route_ports.first());
-            let Some(r) = r else { return };
-            let what = if model.port_values.is_empty() {
-                "the VirtualService match port"
+            let (refs, what) = if model.port_values.is_empty() {
+                (
+                    route_ports.iter().take(1).collect::<Vec<_>>(),
+                    "the VirtualService match port",
+                )
             } else {
-                "the forward proxy's port_value"
+                (
+                    model.port_values.iter().collect(),
+                    "the forward proxies' port_value",
+                )
             };
-            (r.port, format!("{what} ({})", ctx.loc(r.resource, r.at)))
+            let Some(r) = refs.first() else { return };
+            let mut ports: Vec<i64> = Vec::new();
+            for p in &refs {
+                if !ports.contains(&p.port) {
+                    ports.push(p.port);
+                }
+            }
+            (ports, format!("{what} ({})", ctx.loc(r.resource, r.at)))
         }
     };
+    let shown = reference
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     for (what, ports) in [
         ("VirtualService match port", &route_ports),
-        ("ServiceEntry port", &se_ports),
         ("forward proxy port_value", &model.port_values),
     ] {
-        // A ServiceEntry may list several ports; one must be the reference.
-        if what == "ServiceEntry port" {
-            for (i, _) in model.of_kind("ServiceEntry") {
-                let mine: Vec<&PortAt> = ports.iter().filter(|p| p.resource == i).collect();
-                if mine.is_empty() || mine.iter().any(|p| p.port == reference) {
-                    continue;
-                }
-                report(ctx, what, mine[0], reference, &source);
-            }
-            continue;
-        }
         for p in ports {
-            if p.port != reference {
-                report(ctx, what, p, reference, &source);
+            if !reference.contains(&p.port) {
+                let message = format!(
+                    "{what} {} disagrees with {source}, which is {shown}",
+                    p.port
+                );
+                report(ctx, message, p, &shown);
+            }
+        }
+    }
+    // A ServiceEntry may list other ports too, but must declare each
+    // upstream port: the sidecar only intercepts declared ports.
+    for (i, _) in model.of_kind("ServiceEntry") {
+        let mine: Vec<&PortAt> = se_ports.iter().filter(|p| p.resource == i).collect();
+        let Some(first) = mine.first() else { continue };
+        for r in &reference {
+            if !mine.iter().any(|p| p.port == *r) {
+                let message =
+                    format!("ServiceEntry ports lack upstream port {r} ({source} is {shown})");
+                report(ctx, message, first, &shown);
             }
         }
     }
 }
 
-fn report(ctx: &mut Ctx, what: &str, p: &PortAt, reference: i64, source: &str) {
+fn report(ctx: &mut Ctx, message: String, p: &PortAt, reference: &str) {
     ctx.report(
         p.resource,
         p.at,
         &p.field_path,
-        format!("{what} {} disagrees with {source}, which is {reference}", p.port),
+        message,
         Some(format!(
-            "use one port (the remote TLS port, usually 443) for the route match, the ServiceEntry and port_value: {reference}"
+            "use the same upstream ports (usually 443) for the route matches, the ServiceEntry and port_value: {reference}"
         )),
     );
 }

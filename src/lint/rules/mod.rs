@@ -32,6 +32,7 @@ mod eg018_unscoped_envoyfilter;
 mod eg019_merge_without_port;
 mod eg020_mesh_wide_telemetry;
 mod eg021_schema;
+mod eg022_allow_any_outbound;
 
 /// One lint rule.
 #[derive(Debug)]
@@ -103,6 +104,7 @@ pub const RULES: &[Rule] = &[
     eg019_merge_without_port::RULE,
     eg020_mesh_wide_telemetry::RULE,
     eg021_schema::RULE,
+    eg022_allow_any_outbound::RULE,
 ];
 
 /// Looks a rule up by code, case-insensitively.

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Turn bench/proxy.sh's raw results (JSON lines) into the Markdown tables of BENCHMARKS.md.
+
+Ratios are taken against `direct` in the same round, then the median over rounds is shown.
+Latency percentiles pool every sample of every round; "added" is the peer's percentile
+minus direct's. It does not run anything.
+"""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+GIB = 1 << 30
+PEER_ORDER = ["direct", "egressgen", "egressgen-alt", "nginx", "haproxy", "haproxy-splice", "sniproxy"]
+LABEL = {
+    "direct": "direct (limit)",
+    "egressgen": "**egressgen serve**",
+    "egressgen-alt": "egressgen serve (alt)",
+    "nginx": "nginx stream + ssl_preread",
+    "haproxy": "HAProxy",
+    "haproxy-splice": "HAProxy + splice-auto",
+    "sniproxy": "sniproxy",
+}
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def fmt(x, spec, suffix=""):
+    return "–" if x is None else f"{x:{spec}}{suffix}"
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    by = defaultdict(lambda: defaultdict(dict))  # test -> round -> peer -> record
+    idle = {}
+    for r in rows:
+        if r["test"] == "idle":
+            idle[r["peer"]] = r
+        else:
+            by[r["test"]][r["round"]][r["peer"]] = r
+    peers = [p for p in PEER_ORDER if any(p in rnd for t in by.values() for rnd in t.values())]
+    rounds = max((len(t) for t in by.values()), default=0)
+
+    def series(test, peer, value):
+        """Per-round (value, ratio-to-direct) for one peer."""
+        vals, ratios = [], []
+        for rnd in by[test].values():
+            rec, base = rnd.get(peer), rnd.get("direct")
+            if rec is None:
+                continue
+            v = value(rec)
+            vals.append(v)
+            if base is not None and v is not None and value(base):
+                ratios.append(v / value(base))
+        return median(vals), median(ratios)
+
+    def gibps(r):
+        return r["bytes"] / GIB / r["secs"] if r.get("secs") else None
+
+    def cpu_per_gib(r):
+        return r["cpu_s"] / (r["bytes"] / GIB) if r.get("cpu_s") is not None and r["bytes"] else None
+
+    def cpu_per_req(r):
+        return r["cpu_s"] / r["requests"] * 1e6 if r.get("cpu_s") is not None and r["requests"] else None
+
+    lat = {p: [s for rnd in by["latency"].values() if p in rnd for s in rnd[p]["samples_us"]] for p in peers}
+    base50, base99 = pct(lat.get("direct", []), 50), pct(lat.get("direct", []), 99)
+
+    out = []
+    out.append(
+        "| peer | bulk, 1 TLS stream | CPU per GiB | new conn/s | CPU per conn "
+        "| keep-alive req/s | CPU per req | added latency p50 / p99 |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for p in peers:
+        bulk, bulk_x = series("bulk", p, gibps)
+        cgib, _ = series("bulk", p, cpu_per_gib)
+        conn, conn_x = series("conn", p, lambda r: r["rps"])
+        cconn, _ = series("conn", p, cpu_per_req)
+        ka, ka_x = series("keepalive", p, lambda r: r["rps"])
+        creq, _ = series("keepalive", p, cpu_per_req)
+        p50, p99 = pct(lat[p], 50), pct(lat[p], 99)
+        summary[p] = dict(bulk_x=bulk_x, cgib=cgib, conn_x=conn_x, cconn=cconn, ka_x=ka_x, creq=creq,
+                          a50=None if p50 is None or base50 is None else p50 - base50,
+                          a99=None if p99 is None or base99 is None else p99 - base99)
+        if p == "direct":
+            cells = [
+                fmt(bulk, ".2f", " GiB/s"), "–", fmt(conn, ",.0f", "/s"), "–", fmt(ka, ",.0f", "/s"), "–",
+                f"{fmt(p50, '.0f')} / {fmt(p99, '.0f')} µs total",
+            ]
+        else:
+            s = summary[p]
+            cells = [
+                f"{fmt(bulk_x, '.2f', '×')} ({fmt(bulk, '.2f', ' GiB/s')})",
+                fmt(cgib, ".2f", " s"),
+                f"{fmt(conn_x, '.2f', '×')} ({fmt(conn, ',.0f', '/s')})",
+                fmt(cconn, ".0f", " µs"),
+                f"{fmt(ka_x, '.2f', '×')} ({fmt(ka, ',.0f', '/s')})",
+                fmt(creq, ".1f", " µs"),
+                f"+{fmt(s['a50'], '.0f')} / +{fmt(s['a99'], '.0f')} µs",
+            ]
+        out.append(f"| {LABEL.get(p, p)} | " + " | ".join(cells) + " |")
+    n_lat = len(lat.get("direct", []))
+    out.append("")
+    out.append(
+        f"Medians of {rounds} alternating rounds; ratios are to direct in the same round. "
+        f"Latency: TCP connect to finished TLS handshake, {n_lat} samples per peer pooled over the rounds."
+    )
+
+    def csw_per_req(r):
+        return r["csw"] / r["requests"] if r.get("csw") is not None and r["requests"] else None
+
+    proxies = [p for p in peers if p != "direct"]
+    if any(series("conn", p, csw_per_req)[0] is not None for p in proxies):
+        out.append("")
+        out.append("| peer | proxy context switches per new connection | per keep-alive request |")
+        out.append("|---|---|---|")
+        for p in proxies:
+            a, _ = series("conn", p, csw_per_req)
+            b, _ = series("keepalive", p, csw_per_req)
+            out.append(f"| {LABEL.get(p, p)} | {fmt(a, '.2f')} | {fmt(b, '.2f')} |")
+
+    if idle:
+        out.append("")
+        out.append("| peer | idle connections held | RSS before | RSS held | RSS per connection |")
+        out.append("|---|---|---|---|---|")
+        for p in PEER_ORDER:
+            r = idle.get(p)
+            if r is None:
+                continue
+            per = r.get("bytes_per_conn")
+            out.append(
+                f"| {LABEL.get(p, p)} | {r['held']:,} of {r['attempted']:,} | {r['rss_before_kib'] / 1024:.1f} MiB "
+                f"| {r['rss_held_kib'] / 1024:.1f} MiB | {fmt(None if per is None else per / 1024, '.1f', ' KiB')} |"
+            )
+
+    e = summary.get("egressgen")
+    if e:
+        others = [summary[p] for p in peers if p not in ("direct", "egressgen", "egressgen-alt")]
+
+        def best(key, lower):
+            vals = [o[key] for o in others if o[key] is not None]
+            return (min if lower else max)(vals) if vals else None
+
+        def check(ok):
+            return "–" if ok is None else ("met" if ok else "**missed**")
+
+        def cmp(v, b, lower):
+            if v is None or b is None:
+                return None
+            return v <= b if lower else v >= b
+
+        nginx = summary.get("nginx", {})
+        out.append("")
+        out.append("| goal | egressgen | target | |")
+        out.append("|---|---|---|---|")
+        goals = [
+            ("CPU per GiB", fmt(e["cgib"], ".2f", " s"), "< 0.5 s and ≤ best peer",
+             None if e["cgib"] is None else e["cgib"] < 0.5 and cmp(e["cgib"], best("cgib", True), True) is not False),
+            ("CPU per connection", fmt(e["cconn"], ".0f", " µs"), "< 350 µs and ≤ best peer",
+             None if e["cconn"] is None else e["cconn"] < 350 and cmp(e["cconn"], best("cconn", True), True) is not False),
+            ("keep-alive", fmt(e["ka_x"], ".2f", "×"), "≥ 0.70× and ≥ best peer",
+             None if e["ka_x"] is None else e["ka_x"] >= 0.70 and cmp(e["ka_x"], best("ka_x", False), False) is not False),
+            ("bulk", fmt(e["bulk_x"], ".2f", "×"), "≥ best peer", cmp(e["bulk_x"], best("bulk_x", False), False)),
+            ("new conn/s", fmt(e["conn_x"], ".2f", "×"), "≥ best peer", cmp(e["conn_x"], best("conn_x", False), False)),
+            ("added latency p50", fmt(e["a50"], ".0f", " µs"), f"≤ nginx ({fmt(nginx.get('a50'), '.0f', ' µs')})",
+             cmp(e["a50"], nginx.get("a50"), True)),
+            ("added latency p99", fmt(e["a99"], ".0f", " µs"), f"≤ nginx ({fmt(nginx.get('a99'), '.0f', ' µs')})",
+             cmp(e["a99"], nginx.get("a99"), True)),
+        ]
+        for name, val, target, ok in goals:
+            out.append(f"| {name} | {val} | {target} | {check(ok)} |")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
