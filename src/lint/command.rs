@@ -37,7 +37,7 @@ pub fn run(args: &LintArgs) -> Result<u8> {
                 opts.config_name = path.display().to_string();
             }
             Err(e) => {
-                let _ = writeln!(err, "error: {e}");
+                let _ = writeln!(err, "{e}");
                 return Ok(exit::USAGE);
             }
         }
