@@ -413,3 +413,32 @@ fn untrusted_values_are_escaped_in_every_format() {
         assert!(!out.contains('\u{1b}'), "{format:?}");
     }
 }
+
+/// Every rule is documented in ruff's four sections, and its code and name
+/// follow the pattern.
+#[test]
+fn every_rule_doc_has_the_four_sections() {
+    for (i, rule) in lint::rules::RULES.iter().enumerate() {
+        assert_eq!(
+            rule.code,
+            format!("EG{:03}", i + 1),
+            "codes are dense and in order"
+        );
+        assert!(
+            rule.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{}: name {:?} is not kebab-case",
+            rule.code,
+            rule.name
+        );
+        for section in ["What it does", "Why is this bad?", "Example", "Use instead"] {
+            assert!(
+                !rule.section(section).is_empty(),
+                "{}: no `## {section}`",
+                rule.code
+            );
+        }
+        assert!(rule.section("Example").contains("```yaml"), "{}", rule.code);
+    }
+}
