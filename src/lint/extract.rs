@@ -323,20 +323,8 @@ impl Model {
     fn virtual_service(&mut self, i: usize, spec: &Node) {
         let vs_gateways = gateway_names(spec.get("gateways"));
         let mut is_mesh_tls = false;
-        for (ti, route) in spec
-            .get("tls")
-            .map(Node::items)
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-        {
-            for (mi, m) in route
-                .get("match")
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+        for (ti, route) in spec.list("tls").iter().enumerate() {
+            for (mi, m) in route.list("match").iter().enumerate() {
                 let gws = match m.get("gateways") {
                     Some(g) => gateway_names(Some(g)),
                     None => vs_gateways.clone(),
@@ -463,7 +451,7 @@ impl Model {
                 }
             }
         }
-        let chains = value.get("filter_chains").map(Node::items).unwrap_or(&[]);
+        let chains = value.list("filter_chains");
         for (ci, chain) in chains.iter().enumerate() {
             let cpath = format!("{vpath}.filter_chains[{ci}]");
             if let Some(m) = chain.get("filter_chain_match") {
@@ -476,13 +464,7 @@ impl Model {
                     self.lists.push(list);
                 }
             }
-            for (fi, f) in chain
-                .get("filters")
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+            for (fi, f) in chain.list("filters").iter().enumerate() {
                 let fpath = format!("{cpath}.filters[{fi}].typed_config");
                 let Some(tc) = f.get("typed_config") else {
                     continue;

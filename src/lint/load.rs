@@ -103,6 +103,12 @@ impl Node {
         }
     }
 
+    /// Items of the sequence under `key`; empty when it is missing or not
+    /// a sequence.
+    pub fn list(&self, key: &str) -> &[Node] {
+        self.get(key).map(Node::items).unwrap_or(&[])
+    }
+
     /// Items of a sequence; empty for anything else.
     pub fn items(&self) -> &[Node] {
         match &self.value {
