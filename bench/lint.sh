@@ -3,6 +3,8 @@
 # side by side with Python's yaml.safe_load_all (CSafeLoader when PyYAML has
 # libyaml) parsing the same file. Release build.
 # Usage: bench/lint.sh        (prints a Markdown table; paste it into BENCHMARKS.md)
+# "x vs Python" above 1 means egressgen is faster. CPU time is less sensitive
+# than wall time to other load on a shared machine.
 # Needs python3 with PyYAML (apt-get install python3-yaml); uses hyperfine when
 # installed (apt-get install hyperfine), else a timed loop.
 set -euo pipefail
@@ -40,6 +42,7 @@ if command -v hyperfine >/dev/null; then
   hyperfine --warmup 2 --runs 10 -N --export-json "$work/h.json" "${args[@]}" >/dev/null 2>&1
   mapfile -t means < <(python3 -c 'import json,sys; [print(r["mean"]) for r in json.load(open(sys.argv[1]))["results"]]' "$work/h.json")
   mapfile -t sds < <(python3 -c 'import json,sys; [print(r["stddev"] or 0) for r in json.load(open(sys.argv[1]))["results"]]' "$work/h.json")
+  mapfile -t cpus < <(python3 -c 'import json,sys; [print(r["user"] + r["system"]) for r in json.load(open(sys.argv[1]))["results"]]' "$work/h.json")
 else
   for i in 0 1 2; do
     s=$(date +%s%N)
@@ -47,14 +50,15 @@ else
     e=$(date +%s%N)
     means+=("$(python3 -c "print(($e - $s) / 10 / 1e9)")")
     sds+=(0)
+    cpus+=("${means[$i]}")
   done
 fi
-echo "| command | mean time | ± | throughput | vs Python |"
-echo "|---|---|---|---|---|"
+echo "| command | mean wall time | ± | CPU time (user+sys) | throughput (wall) | wall vs Python | CPU vs Python |"
+echo "|---|---|---|---|---|---|---|"
 for i in 0 1 2; do
-  python3 - "${names[$i]}" "${means[$i]}" "${sds[$i]}" "$bytes" "${means[2]}" <<'PY'
+  python3 - "${names[$i]}" "${means[$i]}" "${sds[$i]}" "$bytes" "${means[2]}" "${cpus[$i]}" "${cpus[2]}" <<'PY'
 import sys
-name, mean, sd, size, py = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-print(f"| `{name}` | {mean*1000:.0f} ms | {sd*1000:.0f} ms | {size/mean/1e6:.1f} MB/s | {py/mean:.2f}x |")
+name, mean, sd, size, py, cpu, pycpu = sys.argv[1], *map(float, sys.argv[2:4]), int(sys.argv[4]), *map(float, sys.argv[5:8])
+print(f"| `{name}` | {mean*1000:.0f} ms | {sd*1000:.0f} ms | {cpu*1000:.0f} ms | {size/mean/1e6:.1f} MB/s | {py/mean:.2f}x | {pycpu/cpu:.2f}x |")
 PY
 done

@@ -350,45 +350,7 @@ impl Allowlist {
     /// rejects overlapping filter-chain names, so the rendered lists must be
     /// disjoint. Entries come out sorted by registrable domain.
     pub fn new(patterns: impl IntoIterator<Item = Pattern>) -> (Allowlist, Vec<Dropped>) {
-        let mut dropped = Vec::new();
-        let mut seen = HashSet::new();
-        let mut unique = Vec::new();
-        for p in patterns {
-            if seen.insert(p.clone()) {
-                unique.push(p);
-            } else {
-                dropped.push(Dropped {
-                    entry: p,
-                    covered_by: None,
-                });
-            }
-        }
-        let wildcards: HashSet<&str> = unique
-            .iter()
-            .filter_map(|p| match p {
-                Pattern::Wildcard(s) => Some(s.as_str()),
-                Pattern::Exact(_) => None,
-            })
-            .collect();
-        let mut kept = Vec::with_capacity(unique.len());
-        for p in &unique {
-            // The widest wildcard above this entry, if any: walk up the labels.
-            let mut covering = None;
-            let mut rest = p.name();
-            while let Some((_, parent)) = rest.split_once('.') {
-                if wildcards.contains(parent) {
-                    covering = Some(parent);
-                }
-                rest = parent;
-            }
-            match covering {
-                Some(w) => dropped.push(Dropped {
-                    entry: p.clone(),
-                    covered_by: Some(Pattern::Wildcard(w.to_string())),
-                }),
-                None => kept.push(p.clone()),
-            }
-        }
+        let (kept, dropped) = collapse(patterns);
         // Compute each key once: building it per comparison allocated
         // n log n vectors, which dominated `lint` on 20,000-entry lists.
         let mut keyed: Vec<_> = kept.into_iter().map(|p| (sort_key_owned(&p), p)).collect();
@@ -412,6 +374,59 @@ impl Allowlist {
         )
     }
 
+    /// What [`Allowlist::new`] would drop, and why, without building the
+    /// list: `lint` asks this of every host list it reads.
+    pub fn overlaps(patterns: impl IntoIterator<Item = Pattern>) -> Vec<Dropped> {
+        collapse(patterns).1
+    }
+}
+
+/// Splits patterns into the kept ones (in input order) and the dropped
+/// duplicates and covered entries.
+fn collapse(patterns: impl IntoIterator<Item = Pattern>) -> (Vec<Pattern>, Vec<Dropped>) {
+    let mut dropped = Vec::new();
+    let mut seen = HashSet::new();
+    let mut unique = Vec::new();
+    for p in patterns {
+        if seen.insert(p.clone()) {
+            unique.push(p);
+        } else {
+            dropped.push(Dropped {
+                entry: p,
+                covered_by: None,
+            });
+        }
+    }
+    let wildcards: HashSet<&str> = unique
+        .iter()
+        .filter_map(|p| match p {
+            Pattern::Wildcard(s) => Some(s.as_str()),
+            Pattern::Exact(_) => None,
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(unique.len());
+    for p in &unique {
+        // The widest wildcard above this entry, if any: walk up the labels.
+        let mut covering = None;
+        let mut rest = p.name();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if wildcards.contains(parent) {
+                covering = Some(parent);
+            }
+            rest = parent;
+        }
+        match covering {
+            Some(w) => dropped.push(Dropped {
+                entry: p.clone(),
+                covered_by: Some(Pattern::Wildcard(w.to_string())),
+            }),
+            None => kept.push(p.clone()),
+        }
+    }
+    (kept, dropped)
+}
+
+impl Allowlist {
     /// Parses raw entries; the first invalid one is an error.
     pub fn parse<'s>(
         entries: impl IntoIterator<Item = &'s str>,

@@ -440,15 +440,13 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         let vs_gws = gateway_names(spec.get("gateways"));
         let mut is_recipe = false;
         let mut sni_lists = Vec::new();
-        for route in spec.get("tls").map(Node::items).unwrap_or(&[]) {
+        for route in spec.list("tls") {
             let dests: Vec<&Node> = route
-                .get("route")
-                .map(Node::items)
-                .unwrap_or(&[])
+                .list("route")
                 .iter()
                 .filter_map(|r| r.get("destination"))
                 .collect();
-            for m in route.get("match").map(Node::items).unwrap_or(&[]) {
+            for m in route.list("match") {
                 let gws = m
                     .get("gateways")
                     .map(|g| gateway_names(Some(g)))
@@ -485,8 +483,8 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                 }
             }
         }
-        for route in spec.get("tcp").map(Node::items).unwrap_or(&[]) {
-            for r in route.get("route").map(Node::items).unwrap_or(&[]) {
+        for route in spec.list("tcp") {
+            for r in route.list("route") {
                 if r.path(&["destination", "host"]).and_then(Node::as_str) == Some(SNI_PROXY_HOST) {
                     f.nginx = true;
                 }

@@ -358,3 +358,87 @@ fn readme_table_matches_rule_docs() {
     }
     assert!(checked > 0, "no file holds the lint-rules markers");
 }
+
+/// Bad input, one file each in `tests/lint_errors/`: the message a user sees
+/// (`FILE:LINE:COL: error: ...`), snapshotted like findings.
+#[test]
+fn bad_input() {
+    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => true}, {
+        insta::glob!("lint_errors/*.yaml", |path| {
+            // cargo runs tests in the package root, so the relative path reads.
+            let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().to_path_buf();
+            let out = match lint::load::read_paths(std::slice::from_ref(&rel), &lint::load::Filter::default(), "-") {
+                Err(e) => format!("{e}\n"),
+                Ok(sources) => {
+                    let report = lint::run(&sources, &Options::default());
+                    assert!(!report.input_errors.is_empty(), "{} parsed", rel.display());
+                    assert_eq!(report.exit_code(false), 2);
+                    report.input_errors.iter().map(|e| format!("{e}\n")).collect()
+                }
+            };
+            insta::assert_snapshot!(out);
+        });
+    });
+}
+
+/// Hostile names and hosts cannot move the cursor, fake a finding line or
+/// break the annotation format.
+#[test]
+fn untrusted_values_are_escaped_in_every_format() {
+    let text = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: \"evil\\n/x.yaml:1:1: error[EG000] fake\"\n  namespace: \"\\e[2Jns\"\nspec:\n  configPatches: []\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\nspec:\n  hosts:\n  - \"a.example.com\\n::error::fake\"\n  - \"\\e]0;title\\a.example.com\"\n";
+    let report = lint::run(
+        &[Source {
+            name: "evil\u{1b}[31m.yaml".into(),
+            text: text.into(),
+        }],
+        &Options::default(),
+    );
+    assert!(report.input_errors.is_empty(), "{:?}", report.input_errors);
+    assert!(report.findings.iter().any(|f| f.code == "EG018"));
+    assert!(report.findings.iter().any(|f| f.code == "EG005"));
+    for format in [Format::Text, Format::Github] {
+        let out = render(&report, format);
+        assert!(!out.contains('\u{1b}'), "{format:?}: {out}");
+        assert!(!out.contains('\u{7}'), "{format:?}: {out}");
+        for line in out.lines() {
+            assert!(
+                line.starts_with("evil") || line.starts_with("  help:") || line.starts_with("::"),
+                "{format:?}: a finding spilled onto its own line: {line}"
+            );
+        }
+    }
+    for format in [Format::Json, Format::Sarif] {
+        let out = render(&report, format);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+        assert!(!out.contains('\u{1b}'), "{format:?}");
+    }
+}
+
+/// Every rule is documented in ruff's four sections, and its code and name
+/// follow the pattern.
+#[test]
+fn every_rule_doc_has_the_four_sections() {
+    for (i, rule) in lint::rules::RULES.iter().enumerate() {
+        assert_eq!(
+            rule.code,
+            format!("EG{:03}", i + 1),
+            "codes are dense and in order"
+        );
+        assert!(
+            rule.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{}: name {:?} is not kebab-case",
+            rule.code,
+            rule.name
+        );
+        for section in ["What it does", "Why is this bad?", "Example", "Use instead"] {
+            assert!(
+                !rule.section(section).is_empty(),
+                "{}: no `## {section}`",
+                rule.code
+            );
+        }
+        assert!(rule.section("Example").contains("```yaml"), "{}", rule.code);
+    }
+}

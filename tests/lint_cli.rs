@@ -135,7 +135,7 @@ fn binary_garbage_exits_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "not a YAML text file: binary data at byte",
+            ":3:1: error: not a YAML text file: binary data (a NUL byte) at byte 8",
         ));
 }
 
@@ -317,4 +317,39 @@ fn regex_escape(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[test]
+fn include_glob_replaces_the_yaml_default() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_dirs/split");
+    egressgen()
+        .arg("lint")
+        .arg(&dir)
+        .args(["--include", "*.yml"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("1 resource in 1 file"));
+}
+
+#[test]
+fn a_bad_config_exits_2_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("egress.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: x\nspec:\n  domains:\n  - \"*w.example.com\"\n",
+    )
+    .unwrap();
+    egressgen()
+        .arg("lint")
+        .arg("-c")
+        .arg(&cfg)
+        .arg(fixture("clean_rendered.yaml"))
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "egress.yaml:7:5: error: invalid domain `*w.example.com`",
+        ))
+        .stderr(predicate::str::starts_with("error:").not());
 }

@@ -981,6 +981,7 @@ async fn serve_spelling_config_file_and_ipv6() {
             &pin,
             "--log-format",
             "json",
+            "--work-stealing",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -37,7 +37,7 @@ pub fn run(args: &LintArgs) -> Result<u8> {
                 opts.config_name = path.display().to_string();
             }
             Err(e) => {
-                let _ = writeln!(err, "error: {e}");
+                let _ = writeln!(err, "{e}");
                 return Ok(exit::USAGE);
             }
         }
@@ -63,7 +63,7 @@ pub fn print(report: &Report, format: Format, deny_warnings: bool) -> u8 {
             let _ = writeln!(err, "{e}");
         }
     } else {
-        let out = report::render(report, format);
+        let out = report::render_with_color(report, format, crate::output::stdout_color());
         let mut stdout = std::io::stdout().lock();
         let _ = stdout
             .write_all(out.as_bytes())

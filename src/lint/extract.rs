@@ -7,7 +7,7 @@
 //! (the mesh config), and ignores every other document.
 
 use super::ResourceRef;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::load::{Document, Node, Pos, Value};
 use crate::domain::{DomainError, Normalised, Pattern};
@@ -42,11 +42,17 @@ impl Resource {
         }
     }
 
-    /// `kind ns/name`, for messages.
+    /// `kind ns/name`, for messages, escaped for terminals.
     pub fn display(&self) -> String {
+        use crate::escape::escaped;
         match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
+            Some(ns) => format!(
+                "{} {}/{}",
+                escaped(&self.kind),
+                escaped(ns),
+                escaped(&self.name)
+            ),
+            None => format!("{} {}", escaped(&self.kind), escaped(&self.name)),
         }
     }
 
@@ -78,6 +84,11 @@ impl Place {
         Place::ServiceEntryHosts,
         Place::ServerNames,
     ];
+
+    /// This place's bit in [`Model::host_places`].
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
 
     pub fn describe(self) -> &'static str {
         match self {
@@ -177,8 +188,9 @@ pub struct Model {
     /// `port_value` of the SNI forward proxy filters.
     pub port_values: Vec<PortAt>,
     pub patches: Vec<Patch>,
-    /// For each place present, the keys of the valid hosts it holds.
-    pub place_sets: HashMap<Place, HashSet<String>>,
+    /// For each valid host key, a bit per place that holds it
+    /// ([`Place::bit`]).
+    pub host_places: HashMap<String, u8>,
 }
 
 impl Model {
@@ -203,8 +215,16 @@ impl Model {
             m.extract(i);
         }
         for l in &m.lists {
-            let set = m.place_sets.entry(l.place).or_default();
-            set.extend(l.hosts.iter().filter_map(|h| h.key.clone()));
+            for h in &l.hosts {
+                if let Some(k) = &h.key {
+                    match m.host_places.get_mut(k) {
+                        Some(bits) => *bits |= l.place.bit(),
+                        None => {
+                            m.host_places.insert(k.clone(), l.place.bit());
+                        }
+                    }
+                }
+            }
         }
         m
     }
@@ -223,6 +243,16 @@ impl Model {
 
     pub fn lists_of(&self, place: Place) -> impl Iterator<Item = &HostList> {
         self.lists.iter().filter(move |l| l.place == place)
+    }
+
+    /// The places that hold host `key`, as [`Place::bit`]s.
+    pub fn places_of(&self, key: &str) -> u8 {
+        self.host_places.get(key).copied().unwrap_or(0)
+    }
+
+    /// Place `place` holds host `key`.
+    pub fn has(&self, place: Place, key: &str) -> bool {
+        self.places_of(key) & place.bit() != 0
     }
 
     /// The places that appear in the input at all.
@@ -293,20 +323,8 @@ impl Model {
     fn virtual_service(&mut self, i: usize, spec: &Node) {
         let vs_gateways = gateway_names(spec.get("gateways"));
         let mut is_mesh_tls = false;
-        for (ti, route) in spec
-            .get("tls")
-            .map(Node::items)
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-        {
-            for (mi, m) in route
-                .get("match")
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+        for (ti, route) in spec.list("tls").iter().enumerate() {
+            for (mi, m) in route.list("match").iter().enumerate() {
                 let gws = match m.get("gateways") {
                     Some(g) => gateway_names(Some(g)),
                     None => vs_gateways.clone(),
@@ -433,7 +451,7 @@ impl Model {
                 }
             }
         }
-        let chains = value.get("filter_chains").map(Node::items).unwrap_or(&[]);
+        let chains = value.list("filter_chains");
         for (ci, chain) in chains.iter().enumerate() {
             let cpath = format!("{vpath}.filter_chains[{ci}]");
             if let Some(m) = chain.get("filter_chain_match") {
@@ -446,13 +464,7 @@ impl Model {
                     self.lists.push(list);
                 }
             }
-            for (fi, f) in chain
-                .get("filters")
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+            for (fi, f) in chain.list("filters").iter().enumerate() {
                 let fpath = format!("{cpath}.filters[{fi}].typed_config");
                 let Some(tc) = f.get("typed_config") else {
                     continue;

@@ -103,6 +103,12 @@ impl Node {
         }
     }
 
+    /// Items of the sequence under `key`; empty when it is missing or not
+    /// a sequence.
+    pub fn list(&self, key: &str) -> &[Node] {
+        self.get(key).map(Node::items).unwrap_or(&[])
+    }
+
     /// Items of a sequence; empty for anything else.
     pub fn items(&self) -> &[Node] {
         match &self.value {
@@ -209,7 +215,10 @@ pub fn parse(source: usize, name: &str, text: &str) -> Result<Vec<Document>, Inp
         match builder.event(event, &span) {
             Ok(Some(root)) => docs.push(Document { source, root }),
             Ok(None) => {}
-            Err(message) => return Err(err(Some(Pos::from_span(&span)), message)),
+            Err(message) => {
+                let at = builder.error_at.unwrap_or_else(|| Pos::from_span(&span));
+                return Err(err(Some(at), message));
+            }
         }
     }
     Ok(docs)
@@ -227,6 +236,8 @@ struct Builder {
     anchors: std::collections::HashMap<usize, Node>,
     alias_nodes: usize,
     root: Option<Node>,
+    /// Where an error is, when not at the current event.
+    error_at: Option<Pos>,
 }
 
 impl Builder {
@@ -316,6 +327,7 @@ impl Builder {
                     if let Value::Map(entries) = &mut map.value {
                         if let Some(name) = k.as_str() {
                             if entries.iter().any(|(old, _)| old.as_str() == Some(name)) {
+                                self.error_at = Some(k.at);
                                 return Err(format!(
                                     "duplicate key {}; YAML requires unique keys and kubectl rejects them",
                                     quoted(name)
@@ -531,6 +543,12 @@ fn read_file(path: &Path) -> Result<Source, InputError> {
         message: format!("cannot read {}: {}", quoted(&name), io_reason(&e)),
         help: None,
     })?;
+    // Refuse a huge regular file before reading a byte of it.
+    if f.metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_INPUT_BYTES)
+    {
+        return Err(too_large(&name));
+    }
     let text = read_limited(f, &name)?;
     Ok(Source { name, text })
 }
@@ -547,31 +565,55 @@ fn read_limited(r: impl Read, name: &str) -> Result<String, InputError> {
             help: None,
         })?;
     if buf.len() as u64 > MAX_INPUT_BYTES {
-        return Err(InputError {
-            file: name.to_string(),
-            at: None,
-            message: format!(
-                "input is larger than {} MiB; refusing to lint it",
-                MAX_INPUT_BYTES / 1024 / 1024
-            ),
-            help: Some("split the manifest into several files".into()),
-        });
+        return Err(too_large(name));
     }
     text_from_bytes(buf, name)
 }
 
-/// UTF-8 without NUL bytes, or a message that says where it is not.
-pub fn text_from_bytes(buf: Vec<u8>, name: &str) -> Result<String, InputError> {
-    let binary = |at: usize| InputError {
+fn too_large(name: &str) -> InputError {
+    InputError {
         file: name.to_string(),
         at: None,
-        message: format!("not a YAML text file: binary data at byte {at}"),
-        help: Some("lint reads UTF-8 YAML manifests; check the path".into()),
-    };
-    if let Some(i) = buf.iter().position(|&b| b == 0) {
-        return Err(binary(i));
+        message: format!(
+            "input is larger than {} MiB; refusing to lint it",
+            MAX_INPUT_BYTES / 1024 / 1024
+        ),
+        help: Some("split the manifest into several files".into()),
     }
-    String::from_utf8(buf).map_err(|e| binary(e.utf8_error().valid_up_to()))
+}
+
+/// UTF-8 without NUL bytes, or a message that says where it is not.
+pub fn text_from_bytes(buf: Vec<u8>, name: &str) -> Result<String, InputError> {
+    if let Some(i) = buf.iter().position(|&b| b == 0) {
+        return Err(not_text(&buf, i, "binary data (a NUL byte)", name));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        not_text(e.as_bytes(), at, "invalid UTF-8", name)
+    })
+}
+
+/// "Not text" at byte `at` of `buf`, with its line and column.
+fn not_text(buf: &[u8], at: usize, what: &str, name: &str) -> InputError {
+    let before = &buf[..at.min(buf.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    InputError {
+        file: name.to_string(),
+        at: Some(Pos {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        }),
+        message: format!("not a YAML text file: {what} at byte {at}"),
+        help: Some("lint reads UTF-8 YAML manifests; check the path".into()),
+    }
 }
 
 #[cfg(test)]

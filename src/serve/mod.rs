@@ -83,9 +83,14 @@ pub struct ServeArgs {
     /// Never use splice(2); by default flows past 1 MiB use it (Linux).
     #[arg(long)]
     pub no_splice: bool,
-    /// Worker threads [default: number of CPUs].
+    /// Worker threads, each with its own event loop and SO_REUSEPORT
+    /// listeners [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Run the workers as one work-stealing runtime sharing one listener per
+    /// address, instead of one event loop per worker.
+    #[arg(long)]
+    pub work_stealing: bool,
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h`.
@@ -141,17 +146,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         .workers
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the runtime")?;
+    let work_stealing = args.work_stealing;
     let listen = args.listen.clone();
     let entries = allowlist.len();
     let learn = args.learn;
@@ -162,32 +157,92 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         log,
         learned: Default::default(),
     });
-    let drained = runtime.block_on(async {
+    // One single-threaded runtime per worker, each with its own
+    // SO_REUSEPORT listeners (the kernel spreads connections), as nginx's
+    // workers do: no work stealing, no cross-thread wake-ups per message.
+    let main_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let (shutdown, sockets) = main_rt.block_on(async {
         let shutdown = shutdown_signal()?;
-        let mut listeners = Vec::new();
+        let loops = if work_stealing { 1 } else { workers };
+        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..loops).map(|_| Vec::new()).collect();
         for addr in &listen {
-            listeners.push(bind(*addr)?);
+            let first = bind(*addr, loops > 1)?;
+            let actual = first
+                .local_addr()
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            sockets[0].push(first);
+            for w in sockets.iter_mut().skip(1) {
+                w.push(bind(actual, true)?);
+            }
         }
-        let mut err = std::io::stderr().lock();
-        for l in &listeners {
-            let addr = l.local_addr()?;
-            writeln!(err, "egressgen serve: listening on {addr}")?;
-        }
-        writeln!(
-            err,
-            "egressgen serve: {} allowlist entr{}{}; upstream port {}",
-            entries,
-            if entries == 1 { "y" } else { "ies" },
-            if learn {
-                ", learn mode: forwarding every name"
-            } else {
-                ""
-            },
-            proxy.settings.upstream_port
-        )?;
-        drop(err);
-        Ok::<_, anyhow::Error>(proxy::serve(proxy.clone(), listeners, shutdown).await)
+        Ok::<_, anyhow::Error>((shutdown, sockets))
     })?;
+    let mut err = std::io::stderr().lock();
+    for l in &sockets[0] {
+        writeln!(err, "egressgen serve: listening on {}", l.local_addr()?)?;
+    }
+    writeln!(
+        err,
+        "egressgen serve: {} allowlist entr{}{}; upstream port {}",
+        entries,
+        if entries == 1 { "y" } else { "ies" },
+        if learn {
+            ", learn mode: forwarding every name"
+        } else {
+            ""
+        },
+        proxy.settings.upstream_port
+    )?;
+    drop(err);
+    let slots = Arc::new(tokio::sync::Semaphore::new(proxy.settings.max_connections));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for (i, listeners) in sockets.into_iter().enumerate() {
+        let proxy = proxy.clone();
+        let slots = slots.clone();
+        let mut stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("serve-{i}"))
+            .spawn(move || -> Result<proxy::Drained> {
+                let rt = if work_stealing && workers > 1 {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(workers)
+                        .enable_all()
+                        .build()
+                } else {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                }
+                .context("cannot start a worker runtime")?;
+                rt.block_on(async move {
+                    let listeners = listeners
+                        .into_iter()
+                        .map(tokio::net::TcpListener::from_std)
+                        .collect::<std::io::Result<Vec<_>>>()
+                        .context("cannot register a listener")?;
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    Ok(proxy::serve_with(proxy, listeners, slots, shutdown).await)
+                })
+            })
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+    main_rt.block_on(shutdown);
+    let _ = stop.send(true);
+    let mut drained = proxy::Drained { cut: 0 };
+    for t in threads {
+        match t.join() {
+            Ok(Ok(d)) => drained.cut = drained.cut.max(d.cut),
+            Ok(Err(e)) => eprintln!("egressgen serve: {e:#}"),
+            Err(_) => eprintln!("egressgen serve: a worker thread panicked"),
+        }
+    }
     if drained.cut > 0 {
         eprintln!(
             "egressgen serve: drain deadline passed; closed {} open connection{}",
@@ -195,7 +250,6 @@ pub fn run(args: ServeArgs) -> Result<u8> {
             if drained.cut == 1 { "" } else { "s" }
         );
     }
-    runtime.shutdown_timeout(Duration::from_millis(100));
     if learn {
         print!("{}", proxy.learned.report());
         let _ = std::io::stdout().flush();
@@ -242,19 +296,37 @@ fn open_log(spec: Option<&str>, format: Format) -> Result<AccessLog> {
 }
 
 /// Binds with `SO_REUSEADDR`, and `IPV6_V6ONLY` on IPv6 so `0.0.0.0:P` and
-/// `[::]:P` can be listened on together.
-fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+/// `[::]:P` can be listened on together. With several workers each binds
+/// its own socket with `SO_REUSEPORT`.
+fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
+    use std::os::fd::AsRawFd;
     let what = || format!("cannot listen on {addr}");
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).with_context(what)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).with_context(what)?;
     }
     socket.set_reuse_address(true).with_context(what)?;
+    if reuse_port {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on an open socket with a valid int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEPORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(what);
+        }
+    }
     socket.set_nonblocking(true).with_context(what)?;
     socket.bind(&addr.into()).with_context(what)?;
     socket.listen(4096).with_context(what)?;
-    tokio::net::TcpListener::from_std(socket.into()).with_context(what)
+    Ok(socket.into())
 }
 
 /// Raises the soft open-file limit to the hard one, as servers usually do,

@@ -98,8 +98,20 @@ pub async fn serve<R: Resolver>(
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
+    let slots = Arc::new(Semaphore::new(proxy.settings.max_connections));
+    serve_with(proxy, listeners, slots, shutdown).await
+}
+
+/// [`serve`] with the connection slots given, so several runtimes (one per
+/// worker thread) share one `max_connections` bound. The drain waits for
+/// every slot, i.e. for the connections of all workers.
+pub async fn serve_with<R: Resolver>(
+    proxy: Arc<Proxy<R>>,
+    listeners: Vec<TcpListener>,
+    slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
     let max = proxy.settings.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
     let mut accepting = Vec::new();
     for l in listeners {
         accepting.push(tokio::spawn(accept_loop(proxy.clone(), l, slots.clone())));

@@ -31,7 +31,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "::{cmd} file={},line={},col={},title={}::{}",
-            property(&f.file),
+            property(&crate::escape::escaped(&f.file)),
             f.line,
             f.column,
             property(f.code),

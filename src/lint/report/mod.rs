@@ -26,8 +26,13 @@ pub enum Format {
 
 /// The report as `format`, for stdout.
 pub fn render(report: &Report, format: Format) -> String {
+    render_with_color(report, format, false)
+}
+
+/// Like [`render`]; `color` adds ANSI colours to the text format only.
+pub fn render_with_color(report: &Report, format: Format, color: bool) -> String {
     match format {
-        Format::Text => text::render(report),
+        Format::Text => text::render(report, color),
         Format::Json => json::render(report),
         Format::Sarif => sarif::render(report),
         Format::Github => github::render(report),

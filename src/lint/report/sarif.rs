@@ -87,11 +87,16 @@ pub fn render(report: &Report) -> String {
     s
 }
 
-/// A relative path as a URI reference: `/` separators, and characters that
-/// are not allowed in a URI percent-encoded.
+/// A path as a URI reference: `/` separators, and characters that are not
+/// allowed in a URI percent-encoded.
 fn uri(path: &str) -> String {
     let path = path.strip_prefix("./").unwrap_or(path);
-    let mut out = String::with_capacity(path.len());
+    // Absolute paths become file URIs; code scanning resolves relative ones
+    // against the repository root.
+    let mut out = String::with_capacity(path.len() + 7);
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
     for b in path.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
@@ -102,4 +107,16 @@ fn uri(path: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri;
+
+    #[test]
+    fn paths_become_uri_references() {
+        assert_eq!(uri("./deploy/egress gw.yaml"), "deploy/egress%20gw.yaml");
+        assert_eq!(uri("/repo/a.yaml"), "file:///repo/a.yaml");
+        assert_eq!(uri("<stdin>"), "%3Cstdin%3E");
+    }
 }

@@ -49,8 +49,8 @@ fn check(ctx: &mut Ctx) {
     if ctx.opts.config.is_some() {
         return;
     }
-    let sets = &ctx.model.place_sets;
-    if sets.len() < 2 {
+    let model = ctx.model;
+    if model.present_places().len() < 2 {
         return;
     }
     let locs = first_list_locs(ctx);
@@ -67,7 +67,7 @@ fn check(ctx: &mut Ctx) {
     }
     let places = ctx.model.present_places();
     for key in order {
-        let have: Vec<_> = places.iter().filter(|p| sets[p].contains(key)).collect();
+        let have: Vec<_> = places.iter().filter(|p| model.has(**p, key)).collect();
         if have.len() == places.len() {
             continue;
         }
@@ -76,7 +76,7 @@ fn check(ctx: &mut Ctx) {
             .map(|p| format!("{} ({})", p.describe(), locs[p]))
             .collect::<Vec<_>>()
             .join(", ");
-        for p in places.iter().filter(|p| !sets[p].contains(key)) {
+        for p in places.iter().filter(|p| !model.has(**p, key)) {
             let Some(list) = ctx.model.lists_of(*p).next() else {
                 continue;
             };

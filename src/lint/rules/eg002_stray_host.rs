@@ -40,20 +40,24 @@ fn check(ctx: &mut Ctx) {
     if ctx.opts.config.is_some() {
         return;
     }
-    let sets = &ctx.model.place_sets;
-    if sets.len() < 2 {
+    let model = ctx.model;
+    let places = model.present_places();
+    if places.len() < 2 {
         return;
     }
-    let places = ctx.model.present_places();
-    let model = ctx.model;
+    let all = places.iter().fold(0, |bits, p| bits | p.bit());
     for l in &model.lists {
         for h in &l.hosts {
             let Some(key) = &h.key else {
                 continue;
             };
+            let here = model.places_of(key);
+            if here & all == all {
+                continue;
+            }
             let missing: Vec<&str> = places
                 .iter()
-                .filter(|p| !sets[p].contains(key))
+                .filter(|p| here & p.bit() == 0)
                 .map(|p| p.describe())
                 .collect();
             if missing.is_empty() {

@@ -42,7 +42,6 @@ fn check(ctx: &mut Ctx) {
     let (Some(_), Some(cfg)) = (config_hosts(ctx.opts), ctx.opts.config.as_ref()) else {
         return;
     };
-    let sets = &ctx.model.place_sets;
     let config = ctx.opts.config_name.clone();
     let model = ctx.model;
     for place in model.present_places() {
@@ -51,7 +50,7 @@ fn check(ctx: &mut Ctx) {
         };
         for p in cfg.allowlist.entries() {
             let key = p.to_string();
-            if sets[&place].contains(&key) {
+            if model.has(place, &key) {
                 continue;
             }
             ctx.report(

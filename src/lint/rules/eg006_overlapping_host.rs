@@ -67,7 +67,7 @@ fn check(ctx: &mut Ctx) {
                 }
             }
         }
-        let (_, dropped) = Allowlist::new(patterns);
+        let dropped = Allowlist::overlaps(patterns);
         let mut dup_seen: HashMap<Pattern, usize> = HashMap::new();
         for d in dropped {
             let occ = &occurrences[&d.entry];

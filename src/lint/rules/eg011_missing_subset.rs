@@ -44,9 +44,7 @@ fn check(ctx: &mut Ctx) {
             let spec = dr.spec()?;
             let host = fqdn(spec.get("host")?.as_str()?, dr.namespace.as_deref());
             let subsets = spec
-                .get("subsets")
-                .map(Node::items)
-                .unwrap_or(&[])
+                .list("subsets")
                 .iter()
                 .filter_map(|s| s.get("name")?.as_str().map(str::to_string))
                 .collect();
@@ -59,20 +57,8 @@ fn check(ctx: &mut Ctx) {
     for (i, vs) in model.of_kind("VirtualService") {
         let Some(spec) = vs.spec() else { continue };
         for kind in ["tls", "tcp", "http"] {
-            for (ri, route) in spec
-                .get(kind)
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
-                for (di, d) in route
-                    .get("route")
-                    .map(Node::items)
-                    .unwrap_or(&[])
-                    .iter()
-                    .enumerate()
-                {
+            for (ri, route) in spec.list(kind).iter().enumerate() {
+                for (di, d) in route.list("route").iter().enumerate() {
                     let Some(dest) = d.get("destination") else {
                         continue;
                     };

@@ -25,7 +25,6 @@
 use super::{Ctx, Rule, fqdn, gateway_services, mesh_tls_routes};
 use crate::escape::quoted;
 use crate::lint::Severity;
-use crate::lint::load::Node;
 
 pub const RULE: Rule = Rule {
     code: "EG012",
@@ -50,20 +49,8 @@ fn check(ctx: &mut Ctx) {
     for i in mesh_tls_routes(model) {
         let vs = &model.resources[i];
         let Some(spec) = vs.spec() else { continue };
-        for (ri, route) in spec
-            .get("tls")
-            .map(Node::items)
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-        {
-            for (di, d) in route
-                .get("route")
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+        for (ri, route) in spec.list("tls").iter().enumerate() {
+            for (di, d) in route.list("route").iter().enumerate() {
                 let Some(h) = d.path(&["destination", "host"]) else {
                     continue;
                 };

@@ -99,7 +99,7 @@ fn check(ctx: &mut Ctx) {
                 Some(HELP.into()),
             );
         }
-        let subsets = spec.get("subsets").map(Node::items).unwrap_or(&[]);
+        let subsets = spec.list("subsets");
         for (si, s) in subsets.iter().enumerate() {
             let Some(p) = s.get("trafficPolicy") else {
                 continue;

@@ -55,13 +55,7 @@ fn check(ctx: &mut Ctx) {
             .iter()
             .enumerate()
         {
-            for (mi, m) in route
-                .get("match")
-                .map(Node::items)
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-            {
+            for (mi, m) in route.list("match").iter().enumerate() {
                 if m.get("sniHosts").is_none() {
                     continue;
                 }

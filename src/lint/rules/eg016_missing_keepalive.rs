@@ -31,7 +31,6 @@
 use super::{Ctx, Rule, name_pos};
 use crate::lint::Severity;
 use crate::lint::extract::gateway_names;
-use crate::lint::load::Node;
 
 pub const RULE: Rule = Rule {
     code: "EG016",
@@ -49,14 +48,14 @@ fn check(ctx: &mut Ctx) {
         let Some(spec) = vs.spec() else { continue };
         let has_route = ["tls", "tcp", "http"]
             .iter()
-            .any(|k| !spec.get(k).map(Node::items).unwrap_or(&[]).is_empty());
+            .any(|k| !spec.list(k).is_empty());
         if !has_route {
             continue;
         }
         let mut names = gateway_names(spec.get("gateways"));
         for kind in ["tls", "tcp", "http"] {
-            for route in spec.get(kind).map(Node::items).unwrap_or(&[]) {
-                for m in route.get("match").map(Node::items).unwrap_or(&[]) {
+            for route in spec.list(kind) {
+                for m in route.list("match") {
                     if let Some(g) = m.get("gateways") {
                         names.extend(gateway_names(Some(g)));
                     }
