@@ -69,6 +69,11 @@ fn check(ctx: &mut Ctx) {
                 continue;
             }
             let (node, field_path) = locate(&r.node, &v.path);
+            let within = if field_path.is_empty() {
+                "(top level)".to_string()
+            } else {
+                field_path.clone()
+            };
             let mut at = node.map_or(r.at, |n| n.at);
             let message;
             let help;
@@ -77,16 +82,7 @@ fn check(ctx: &mut Ctx) {
                 if let Some((k, _)) = node.and_then(|n| n.entry(&field)) {
                     at = k.at;
                 }
-                message = format!(
-                    "unknown field {} in {} {}",
-                    quoted(&field),
-                    r.kind,
-                    if field_path.is_empty() {
-                        "(top level)".to_string()
-                    } else {
-                        field_path.clone()
-                    }
-                );
+                message = format!("unknown field {} in {} {}", quoted(&field), r.kind, within);
                 help = Some(format!(
                     "check the spelling against the {} {} schema; unknown fields are dropped by the API server",
                     escaped(&r.api_version),
@@ -97,11 +93,7 @@ fn check(ctx: &mut Ctx) {
                     "missing required field {} in {} {}",
                     quoted(&field),
                     r.kind,
-                    if field_path.is_empty() {
-                        "(top level)".to_string()
-                    } else {
-                        field_path.clone()
-                    }
+                    within
                 );
                 help = Some(format!(
                     "add {} (see the {} {} schema)",
