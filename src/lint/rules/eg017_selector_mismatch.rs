@@ -1,11 +1,18 @@
 //! ## What it does
-//! Reports a Gateway whose `selector` matches the pod labels of no
-//! Deployment in the input. Checked when the input holds a Deployment.
+//! Reports a Gateway `selector`, an EnvoyFilter `workloadSelector.labels` or
+//! a Telemetry `selector.matchLabels` that matches the pod labels of no
+//! Deployment in the input (for EnvoyFilter and Telemetry outside the root
+//! namespace: no Deployment in their own namespace). Checked when the input
+//! holds a Deployment.
 //!
 //! ## Why is this bad?
 //! The Gateway's servers are only programmed into the pods it selects. If
 //! the selector does not match the gateway Deployment, no pod opens the
-//! listener and egress traffic has nowhere to go.
+//! listener and egress traffic has nowhere to go. An EnvoyFilter that
+//! selects no gateway pod installs no SNI forwarder, so the listener sends
+//! everything to the keep-alive route's dummy destination. A relabelling
+//! transformer (Kustomize `labels`/`commonLabels` with selectors, a changed
+//! label value) breaks exactly this.
 //!
 //! ## Example
 //! ```yaml
@@ -24,9 +31,13 @@
 //!     istio: egressgateway
 //! ```
 
+use super::eg018_unscoped_envoyfilter::ROOT_NAMESPACE;
 use super::{Ctx, Rule};
 use crate::lint::Severity;
 use crate::lint::extract::{labels, selects};
+
+/// A Deployment's display name, namespace and pod labels.
+type Pod = (String, Option<String>, Vec<(String, String)>);
 
 pub const RULE: Rule = Rule {
     code: "EG017",
@@ -38,43 +49,74 @@ pub const RULE: Rule = Rule {
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
-    let pods: Vec<(String, Vec<(String, String)>)> = model
+    let pods: Vec<Pod> = model
         .of_kind("Deployment")
         .map(|(_, d)| {
             let l = labels(d.node.path(&["spec", "template", "metadata", "labels"]));
-            (d.display(), l)
+            (d.display(), d.namespace.clone(), l)
         })
         .collect();
     if pods.is_empty() {
         return;
     }
-    for (i, g) in model.of_kind("Gateway") {
-        let Some((key, sel_node)) = g.spec().and_then(|s| s.entry("selector")) else {
-            continue;
-        };
-        let sel = labels(Some(sel_node));
-        if sel.is_empty() || pods.iter().any(|(_, l)| selects(&sel, l)) {
-            continue;
+    // (kind, path to the selector map, field shown, namespaced)
+    let selectors: [(&str, &[&str], &str, bool); 3] = [
+        ("Gateway", &["spec", "selector"], "spec.selector", false),
+        (
+            "EnvoyFilter",
+            &["spec", "workloadSelector", "labels"],
+            "spec.workloadSelector.labels",
+            true,
+        ),
+        (
+            "Telemetry",
+            &["spec", "selector", "matchLabels"],
+            "spec.selector.matchLabels",
+            true,
+        ),
+    ];
+    let show = |l: &[(String, String)]| {
+        crate::escape::escaped(
+            &l.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    };
+    for (kind, path, field, namespaced) in selectors {
+        for (i, r) in model.of_kind(kind) {
+            let Some(sel_node) = r.node.path(path) else {
+                continue;
+            };
+            let sel = labels(Some(sel_node));
+            // Outside the root namespace, a workload selector only reaches
+            // pods in the resource's own namespace.
+            let scoped = namespaced
+                && r.namespace
+                    .as_deref()
+                    .is_some_and(|ns| ns != ROOT_NAMESPACE);
+            let candidates: Vec<&Pod> = pods
+                .iter()
+                .filter(|(_, ns, _)| !scoped || ns.as_deref() == r.namespace.as_deref())
+                .collect();
+            if sel.is_empty() || candidates.iter().any(|(_, _, l)| selects(&sel, l)) {
+                continue;
+            }
+            let (dname, _, dlabels) = candidates.first().copied().unwrap_or(&pods[0]);
+            ctx.report(
+                i,
+                sel_node.at,
+                field,
+                format!(
+                    "{kind} selector {} matches no Deployment's pod labels ({dname} has {})",
+                    show(&sel),
+                    show(dlabels)
+                ),
+                Some(
+                    "make the selector a subset of the gateway Deployment's `spec.template.metadata.labels`"
+                        .into(),
+                ),
+            );
         }
-        let show = |l: &[(String, String)]| {
-            crate::escape::escaped(
-                &l.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-        };
-        let (dname, dlabels) = &pods[0];
-        ctx.report(
-            i,
-            key.at,
-            "spec.selector",
-            format!(
-                "Gateway selector {} matches no Deployment's pod labels ({dname} has {})",
-                show(&sel),
-                show(dlabels)
-            ),
-            Some("make the selector a subset of the gateway Deployment's `spec.template.metadata.labels`".into()),
-        );
     }
 }
