@@ -1,7 +1,10 @@
 //! ## What it does
 //! Reports a VirtualService route whose `destination.subset` is not defined
-//! by a DestinationRule for that host. Checked when the input holds at least
-//! one DestinationRule.
+//! by a DestinationRule for that host, or only by one that sidecars never
+//! read: Istio looks up a DestinationRule in the client's namespace, the
+//! host's namespace and the root namespace (`istio-system`) only, so a rule
+//! for the gateway in any other namespace is invisible to the application
+//! sidecars. Checked when the input holds at least one DestinationRule.
 //!
 //! ## Why is this bad?
 //! Istio sends traffic for an undefined subset nowhere: the sidecar answers
@@ -22,6 +25,7 @@
 //!   subset: wildcard
 //! ```
 
+use super::eg018_unscoped_envoyfilter::ROOT_NAMESPACE;
 use super::{Ctx, Rule, fqdn};
 use crate::escape::quoted;
 use crate::lint::Severity;
@@ -37,8 +41,8 @@ pub const RULE: Rule = Rule {
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
-    // (host FQDN, subset names) per DestinationRule.
-    let rules: Vec<(String, Vec<String>)> = model
+    // (host FQDN, subset names, visible to every sidecar) per DestinationRule.
+    let rules: Vec<(String, Vec<String>, bool)> = model
         .of_kind("DestinationRule")
         .filter_map(|(_, dr)| {
             let spec = dr.spec()?;
@@ -48,7 +52,11 @@ fn check(ctx: &mut Ctx) {
                 .iter()
                 .filter_map(|s| s.get("name")?.as_str().map(str::to_string))
                 .collect();
-            Some((host, subsets))
+            // The host's namespace is the second label of its FQDN.
+            let host_ns = host.split('.').nth(1).unwrap_or_default();
+            let ns = dr.namespace.as_deref().unwrap_or("default");
+            let visible = ns == host_ns || ns == ROOT_NAMESPACE;
+            Some((host, subsets, visible))
         })
         .collect();
     if rules.is_empty() {
@@ -73,13 +81,28 @@ fn check(ctx: &mut Ctx) {
                     let full = fqdn(host, vs.namespace.as_deref());
                     let for_host: Vec<&Vec<String>> = rules
                         .iter()
-                        .filter(|(h, _)| *h == full)
-                        .map(|(_, s)| s)
+                        .filter(|(h, _, visible)| *h == full && *visible)
+                        .map(|(_, s, _)| s)
                         .collect();
                     if for_host.iter().any(|s| s.iter().any(|n| n == name)) {
                         continue;
                     }
-                    let (message, help) = if for_host.is_empty() {
+                    let hidden = rules.iter().any(|(h, s, visible)| {
+                        *h == full && !visible && s.iter().any(|n| n == name)
+                    });
+                    let (message, help) = if hidden {
+                        (
+                            format!(
+                                "routes to subset {} of {}, but the DestinationRule that defines it is in a namespace sidecars do not read",
+                                quoted(name),
+                                quoted(host)
+                            ),
+                            format!(
+                                "move the DestinationRule to the host's namespace ({}) or to the root namespace `{ROOT_NAMESPACE}`",
+                                quoted(full.split('.').nth(1).unwrap_or_default())
+                            ),
+                        )
+                    } else if for_host.is_empty() {
                         (
                             format!(
                                 "routes to subset {} of {}, but no DestinationRule is for that host",
