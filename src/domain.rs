@@ -305,7 +305,11 @@ pub enum Denial<'a> {
     /// The SNI ends with a dot. Envoy compares it literally, so
     /// `a.example.com.` matches neither `a.example.com` nor `*.example.com`.
     TrailingDot,
-    /// The SNI holds a byte that cannot be in a DNS name (NUL, space, ...).
+    /// The SNI holds a byte that cannot be in a DNS name (NUL, space, `_`,
+    /// ...). This is stricter than Envoy, which only rejects an empty name,
+    /// NUL and over-long names (BoringSSL's SNI parser) and would match
+    /// `a_b.example.com` against `*.example.com` byte for byte; egressgen
+    /// refuses such names by policy (deny by default).
     InvalidName(DomainError),
     /// A valid name that no entry matches. `bare_of` is set when the name is
     /// the bare domain of a wildcard entry (`example.com` vs `*.example.com`).

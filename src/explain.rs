@@ -101,8 +101,9 @@ fn hints(name: &str, reason: &Denial<'_>, list: &Allowlist) -> Vec<String> {
             )]
         }
         Denial::InvalidName(_) => vec![
-            "a DNS name holds only a-z, 0-9, `-` and `.`; Envoy compares the SNI byte for byte, \
-             so this name can match no entry"
+            "a DNS name holds only a-z, 0-9, `-` and `.`; egressgen refuses anything else \
+             before matching (deny by default). Envoy itself only rejects an empty SNI, NUL and \
+             over-long names, so a gateway could still match such a name against a wildcard"
                 .into(),
         ],
         Denial::NoMatch { bare_of: Some(_) } => Vec::new(),
