@@ -275,16 +275,51 @@ impl<'de> Deserialize<'de> for Quantity {
                 f.write_str("a Kubernetes quantity such as `100m` or `1Gi`")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quantity, E> {
-                Ok(Quantity(v.to_string()))
+                if is_quantity(v) {
+                    Ok(Quantity(v.to_string()))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quantity, E> {
                 Ok(Quantity(v.to_string()))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quantity, E> {
-                Ok(Quantity(v.to_string()))
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Quantity(v.to_string()))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A non-negative Kubernetes quantity (`k8s.io/apimachinery` resource.Quantity):
+/// a number (`1`, `0.5`, `.5`, `1.`) followed by nothing, a binary suffix
+/// (`Ki` .. `Ei`), a decimal suffix (`n u m k M G T P E`) or an exponent
+/// (`e3`, `E-2`).
+pub fn is_quantity(s: &str) -> bool {
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(digits_end);
+    let dots = number.matches('.').count();
+    if number.is_empty() || number == "." || dots > 1 {
+        return false;
+    }
+    match suffix {
+        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" => true,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => true,
+        _ => {
+            let Some(exp) = suffix.strip_prefix(['e', 'E']) else {
+                return false;
+            };
+            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit())
+        }
     }
 }
 
@@ -658,6 +693,13 @@ fn yaml_error(name: &str, e: &serde_saphyr::Error) -> Error {
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
     }
+    // Advice meant for the library's callers, not for users.
+    message = message
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace(
+            "; use from_str_multiple or from_str_multiple_with_options",
+            "; a config file holds exactly one EgressGateway document",
+        );
     let help = if message.contains("unknown field") {
         Some(
             "check the spelling; `egressgen schema` prints every field, and README.md documents them"
@@ -1264,4 +1306,33 @@ pub fn json_schema() -> String {
     let mut s = serde_json::to_string_pretty(&schema).expect("a schema serialises");
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod quantity_tests {
+    use super::is_quantity;
+
+    #[test]
+    fn kubernetes_quantity_grammar() {
+        for ok in [
+            "1", "100m", "0.5", ".5", "1.", "128Mi", "2Gi", "1k", "1e3", "1E-2", "+1",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "m",
+            ".",
+            "1..2",
+            "-1",
+            "1 Gi",
+            "1GB",
+            "1\n  evil: 2",
+            "1e",
+            "Mi",
+            "1ki",
+        ] {
+            assert!(!is_quantity(bad), "{bad:?}");
+        }
+    }
 }

@@ -350,9 +350,10 @@ impl fmt::Display for Denial<'_> {
 
 impl Allowlist {
     /// Builds an allowlist, dropping duplicates and entries covered by a
-    /// wildcard. Istio rejects overlapping VirtualService hosts and Envoy
-    /// rejects overlapping filter-chain names, so the rendered lists must be
-    /// disjoint. Entries come out sorted by registrable domain.
+    /// wildcard. Istio rejects duplicate VirtualService hosts and Envoy a
+    /// `server_names` entry repeated across chains; a covered entry is
+    /// accepted but matches nothing its wildcard does not, so the rendered
+    /// lists stay minimal. Entries come out sorted by registrable domain.
     pub fn new(patterns: impl IntoIterator<Item = Pattern>) -> (Allowlist, Vec<Dropped>) {
         let (kept, dropped) = collapse(patterns);
         // Compute each key once: building it per comparison allocated
