@@ -166,7 +166,9 @@ pub struct Patch {
     pub at: Pos,
     pub apply_to: String,
     pub operation: String,
-    pub port_match: bool,
+    /// `match.listener.portNumber`: `None` when absent, `Some(None)` when
+    /// present but not a number.
+    pub port_match: Option<Option<i64>>,
 }
 
 /// Everything the rules look at.
@@ -367,7 +369,9 @@ impl Model {
                 .and_then(Node::as_str)
                 .unwrap_or("")
                 .to_string();
-            let port_match = p.path(&["match", "listener", "portNumber"]).is_some();
+            let port_match = p
+                .path(&["match", "listener", "portNumber"])
+                .map(Node::as_i64);
             self.patches.push(Patch {
                 resource: i,
                 index: pi,

@@ -1,5 +1,6 @@
 //! ## What it does
-//! Reports a Gateway that no VirtualService names in its `gateways`: the
+//! Reports a Gateway that no VirtualService names in its `gateways`, or
+//! whose only routes match a port none of its servers listens on: the
 //! "dummy route" that keeps the gateway listener alive is missing.
 //!
 //! ## Why is this bad?
@@ -31,6 +32,7 @@
 use super::{Ctx, Rule, name_pos};
 use crate::lint::Severity;
 use crate::lint::extract::gateway_names;
+use crate::lint::load::Node;
 
 pub const RULE: Rule = Rule {
     code: "EG016",
@@ -42,50 +44,75 @@ pub const RULE: Rule = Rule {
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
-    // (namespace, name) of every gateway any route names.
-    let mut used: Vec<(Option<String>, String)> = Vec::new();
+    // (namespace, name, match port) of every gateway a route names; the
+    // port is `None` when the route does not restrict it.
+    let mut used: Vec<(Option<String>, String, Option<i64>)> = Vec::new();
     for (_, vs) in model.of_kind("VirtualService") {
         let Some(spec) = vs.spec() else { continue };
-        let has_route = ["tls", "tcp", "http"]
-            .iter()
-            .any(|k| !spec.list(k).is_empty());
-        if !has_route {
-            continue;
-        }
-        let mut names = gateway_names(spec.get("gateways"));
+        let vs_gateways = gateway_names(spec.get("gateways"));
+        let mut named: Vec<(String, Option<i64>)> = Vec::new();
         for kind in ["tls", "tcp", "http"] {
             for route in spec.list(kind) {
-                for m in route.list("match") {
-                    if let Some(g) = m.get("gateways") {
-                        names.extend(gateway_names(Some(g)));
-                    }
+                let matches = route.list("match");
+                if matches.is_empty() {
+                    named.extend(vs_gateways.iter().map(|g| (g.clone(), None)));
+                }
+                for m in matches {
+                    let port = m.get("port").and_then(Node::as_i64);
+                    let gws = match m.get("gateways") {
+                        Some(g) => gateway_names(Some(g)),
+                        None => vs_gateways.clone(),
+                    };
+                    named.extend(gws.into_iter().map(|g| (g, port)));
                 }
             }
         }
-        for n in names {
+        for (n, port) in named {
             match n.split_once('/') {
-                Some((ns, name)) => used.push((Some(ns.to_string()), name.to_string())),
-                None => used.push((vs.namespace.clone(), n)),
+                Some((ns, name)) => used.push((Some(ns.to_string()), name.to_string(), port)),
+                None => used.push((vs.namespace.clone(), n, port)),
             }
         }
     }
     for (i, g) in model.of_kind("Gateway") {
-        let named = used.iter().any(|(ns, name)| {
-            *name == g.name && (ns.is_none() || g.namespace.is_none() || *ns == g.namespace)
-        });
+        let ports: Vec<i64> = g
+            .spec()
+            .map(|s| s.list("servers"))
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|srv| srv.path(&["port", "number"]).and_then(Node::as_i64))
+            .collect();
+        let mut named = false;
+        let mut wrong_port = None;
+        for (ns, name, port) in &used {
+            if *name != g.name || !(ns.is_none() || g.namespace.is_none() || *ns == g.namespace) {
+                continue;
+            }
+            match port {
+                Some(p) if !ports.is_empty() && !ports.contains(p) => wrong_port = Some(*p),
+                _ => named = true,
+            }
+        }
         if named {
             continue;
         }
+        let message = match wrong_port {
+            Some(p) => format!(
+                "the only routes through {} match port {p}, which none of its servers listens on: istiod drops its listener and the SNI forwarder never receives traffic",
+                g.display()
+            ),
+            None => format!(
+                "no VirtualService routes through {}: istiod drops its listener and the SNI forwarder never receives traffic",
+                g.display()
+            ),
+        };
         ctx.report(
             i,
             name_pos(g),
             "metadata.name",
-            format!(
-                "no VirtualService routes through {}: istiod drops its listener and the SNI forwarder never receives traffic",
-                g.display()
-            ),
+            message,
             Some(format!(
-                "add the keep-alive VirtualService with `gateways: [{}]` and a tcp route to dummy.local, as `egressgen render` writes",
+                "add the keep-alive VirtualService with `gateways: [{}]` and a tcp route on the server port to dummy.local, as `egressgen render` writes",
                 g.name
             )),
         );

@@ -1,12 +1,15 @@
 //! ## What it does
 //! Reports an EnvoyFilter `MERGE` patch on a listener, filter chain or
-//! filter whose match has no `listener.portNumber`.
+//! filter whose match has no `listener.portNumber`, or (when the input holds
+//! Gateways) one whose `portNumber` is no Gateway server port.
 //!
 //! ## Why is this bad?
 //! Without a port, the patch merges into every matching filter of every
 //! listener of the selected proxies: the `tcp_proxy` of each TLS
 //! passthrough listener is rerouted to `sni_cluster`, not only the egress
-//! listener's.
+//! listener's. With a port no Gateway server listens on, it patches nothing:
+//! the egress listener keeps sending traffic to the keep-alive route's dummy
+//! destination and every connection fails.
 //!
 //! ## Example
 //! ```yaml
@@ -37,6 +40,7 @@
 
 use super::{Ctx, Rule};
 use crate::lint::Severity;
+use crate::lint::load::Node;
 
 pub const RULE: Rule = Rule {
     code: "EG019",
@@ -48,12 +52,46 @@ pub const RULE: Rule = Rule {
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
+    let mut gateway_ports: Vec<i64> = model
+        .of_kind("Gateway")
+        .filter_map(|(_, g)| g.spec())
+        .flat_map(|s| s.list("servers"))
+        .filter_map(|srv| srv.path(&["port", "number"]).and_then(Node::as_i64))
+        .collect();
+    gateway_ports.sort_unstable();
+    gateway_ports.dedup();
     for p in &model.patches {
         let listener_level = matches!(
             p.apply_to.as_str(),
             "LISTENER" | "FILTER_CHAIN" | "NETWORK_FILTER" | "HTTP_FILTER" | "LISTENER_FILTER"
         );
-        if p.operation != "MERGE" || !listener_level || p.port_match {
+        if p.operation != "MERGE" || !listener_level {
+            continue;
+        }
+        if let Some(port) = p.port_match {
+            // A port that no Gateway server listens on patches nothing: the
+            // gateway listener keeps routing to the keep-alive's dummy host.
+            if let (Some(port), false) = (port, gateway_ports.is_empty()) {
+                if !gateway_ports.contains(&port) {
+                    ctx.report(
+                        p.resource,
+                        p.at,
+                        &format!("spec.configPatches[{}].match.listener.portNumber", p.index),
+                        format!(
+                            "MERGE patch on {} matches listener port {port}, but no Gateway server listens on it, so the patch changes nothing",
+                            p.apply_to
+                        ),
+                        Some(format!(
+                            "use a Gateway server port ({})",
+                            gateway_ports
+                                .iter()
+                                .map(i64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                }
+            }
             continue;
         }
         ctx.report(
