@@ -16,7 +16,8 @@
 # Knobs (environment): ROUNDS=5 DURATION=4 (seconds per wrk run) LAT_SAMPLES=300
 #   IDLE_CONNS=10000 WRK_THREADS=2 WRK_CONNS=16 SKIP_BUILD=1 SKIP_IDLE=1 EG_EXTRA="--workers 1"
 #   PROFILE=1 (perf-sample egressgen's runs; PROFILE_CALLGRAPH=1 adds DWARF call graphs)
-#   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" TESTS="bulk conn keepalive latency"
+#   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" (also: egressgen-alt, nginx-half-close)
+#   TESTS="bulk conn keepalive latency"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +46,7 @@ DENIED=denied.bench.test
 
 BACKEND_PORT=18443
 declare -A PORT=([direct]=$BACKEND_PORT [egressgen]=18401 [nginx]=18402 [haproxy]=18403
-  [haproxy-splice]=18404 [sniproxy]=18405 [egressgen-alt]=18406)
+  [haproxy-splice]=18404 [sniproxy]=18405 [egressgen-alt]=18406 [nginx-half-close]=18407)
 declare -A PID=()
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -112,7 +113,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
 
-for name in direct egressgen nginx haproxy haproxy-splice sniproxy egressgen-alt; do
+for name in direct egressgen nginx haproxy haproxy-splice sniproxy egressgen-alt nginx-half-close; do
   if [[ -n $(ss -ltnH "sport = :${PORT[$name]}") ]]; then
     echo "bench: port ${PORT[$name]} (for $name) is already in use" >&2
     exit 2
@@ -158,12 +159,13 @@ EOF
 # ---------------------------------------------------------------- peers, one allowlist
 # Allowlist: api.bench.test, registry.example.org, *.cdn.bench.test. Every peer maps those
 # names to the backend and refuses everything else.
-cat >"$WORK/nginx.conf" <<EOF
+nginx_conf() { # $1 name (config and pid), $2 port, $3 extra server line
+  cat <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes auto;
 worker_rlimit_nofile $NOFILE;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log error;
+pid $WORK/$1.pid;
+error_log $WORK/$1-error.log error;
 events { worker_connections $((NOFILE - 100)); }
 stream {
   map \$ssl_preread_server_name \$egress_upstream {
@@ -174,14 +176,20 @@ stream {
     default               127.0.0.1:9;
   }
   server {
-    listen 127.0.0.1:${PORT[nginx]};
+    listen 127.0.0.1:$2;
     ssl_preread on;
     preread_timeout 10s;
     proxy_connect_timeout 5s;
     proxy_pass \$egress_upstream;
+    $3
   }
 }
 EOF
+}
+nginx_conf nginx "${PORT[nginx]}" "" >"$WORK/nginx.conf"
+# The same with half-close, which egressgen (like Envoy's tcp_proxy) always does: nginx by
+# default closes both sides as soon as one side closes.
+nginx_conf nginx-half-close "${PORT[nginx-half-close]}" "proxy_half_close on;" >"$WORK/nginx-half-close.conf"
 
 haproxy_conf() { # $1 port, $2 extra defaults line
   cat <<EOF
@@ -273,6 +281,7 @@ for peer in $PEERS; do
     egressgen) start egressgen "$BIN" "${EG_ARGS[@]}" ;;
     egressgen-alt) start egressgen-alt "$EG_ALT_BIN" "${EG_ALT_ARGS[@]}" ;;
     nginx) start nginx nginx -p "$WORK" -c "$WORK/nginx.conf" -g 'daemon off;' ;;
+    nginx-half-close) start nginx-half-close nginx -p "$WORK" -c "$WORK/nginx-half-close.conf" -g 'daemon off;' ;;
     haproxy) start haproxy haproxy -db -f "$WORK/haproxy.cfg" ;;
     haproxy-splice) start haproxy-splice haproxy -db -f "$WORK/haproxy-splice.cfg" ;;
     sniproxy) start sniproxy sniproxy -f -c "$WORK/sniproxy.conf" ;;

@@ -12,12 +12,13 @@ import sys
 from collections import defaultdict
 
 GIB = 1 << 30
-PEER_ORDER = ["direct", "egressgen", "egressgen-alt", "nginx", "haproxy", "haproxy-splice", "sniproxy"]
+PEER_ORDER = ["direct", "egressgen", "egressgen-alt", "nginx", "nginx-half-close", "haproxy", "haproxy-splice", "sniproxy"]
 LABEL = {
     "direct": "direct (limit)",
     "egressgen": "**egressgen serve**",
     "egressgen-alt": "egressgen serve (alt)",
     "nginx": "nginx stream + ssl_preread",
+    "nginx-half-close": "nginx + proxy_half_close",
     "haproxy": "HAProxy",
     "haproxy-splice": "HAProxy + splice-auto",
     "sniproxy": "sniproxy",
