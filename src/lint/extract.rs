@@ -34,6 +34,19 @@ impl Resource {
         self.node.get("spec")
     }
 
+    /// A Gateway's `spec.servers`; empty for anything else.
+    pub fn servers(&self) -> &[Node] {
+        self.spec().map_or(&[], |s| s.list("servers"))
+    }
+
+    /// The `port.number` of each of a Gateway's servers.
+    pub fn server_ports(&self) -> Vec<i64> {
+        self.servers()
+            .iter()
+            .filter_map(|srv| srv.path(&["port", "number"]).and_then(Node::as_i64))
+            .collect()
+    }
+
     pub fn reference(&self) -> ResourceRef {
         ResourceRef {
             kind: self.kind.clone(),

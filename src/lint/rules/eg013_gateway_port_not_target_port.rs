@@ -79,11 +79,7 @@ fn check(ctx: &mut Ctx) {
         .collect::<Vec<_>>()
         .join(", ");
     for (i, g) in model.of_kind("Gateway") {
-        let servers = g
-            .spec()
-            .and_then(|s| s.get("servers"))
-            .map(Node::items)
-            .unwrap_or(&[]);
+        let servers = g.servers();
         for (si, server) in servers.iter().enumerate() {
             let Some(n) = server.path(&["port", "number"]) else {
                 continue;

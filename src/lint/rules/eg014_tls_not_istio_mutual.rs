@@ -43,11 +43,7 @@ const HELP: &str = "set `tls.mode: ISTIO_MUTUAL`";
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     for (i, g) in model.of_kind("Gateway") {
-        let servers = g
-            .spec()
-            .and_then(|s| s.get("servers"))
-            .map(Node::items)
-            .unwrap_or(&[]);
+        let servers = g.servers();
         for (si, server) in servers.iter().enumerate() {
             let (at, mode) = mode_of(server, server.at);
             if mode.as_deref() == Some("ISTIO_MUTUAL") {

@@ -75,13 +75,7 @@ fn check(ctx: &mut Ctx) {
         }
     }
     for (i, g) in model.of_kind("Gateway") {
-        let ports: Vec<i64> = g
-            .spec()
-            .map(|s| s.list("servers"))
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|srv| srv.path(&["port", "number"]).and_then(Node::as_i64))
-            .collect();
+        let ports = g.server_ports();
         let mut named = false;
         let mut wrong_port = None;
         for (ns, name, port) in &used {

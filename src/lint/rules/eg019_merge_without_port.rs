@@ -40,7 +40,6 @@
 
 use super::{Ctx, Rule};
 use crate::lint::Severity;
-use crate::lint::load::Node;
 
 pub const RULE: Rule = Rule {
     code: "EG019",
@@ -54,9 +53,7 @@ fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     let mut gateway_ports: Vec<i64> = model
         .of_kind("Gateway")
-        .filter_map(|(_, g)| g.spec())
-        .flat_map(|s| s.list("servers"))
-        .filter_map(|srv| srv.path(&["port", "number"]).and_then(Node::as_i64))
+        .flat_map(|(_, g)| g.server_ports())
         .collect();
     gateway_ports.sort_unstable();
     gateway_ports.dedup();
