@@ -279,6 +279,17 @@ async fn raw_exchange(proxy: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     got
 }
 
+/// Sends `hello` through the proxy at `proxy` and returns the first
+/// `hello.len()` bytes the upstream `up` receives; both ends are closed.
+async fn replayed(proxy: SocketAddr, up: &TcpListener, hello: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(proxy).await.unwrap();
+    c.write_all(hello).await.unwrap();
+    let (mut s, _) = up.accept().await.unwrap();
+    let mut got = vec![0; hello.len()];
+    s.read_exact(&mut got).await.unwrap();
+    got
+}
+
 const ALERT_UNRECOGNIZED_NAME: &[u8] = &[21, 3, 3, 0, 2, 2, 112];
 
 #[tokio::test]
@@ -333,13 +344,11 @@ async fn uppercase_names_are_lowercased_then_matched() {
     )
     .await;
     let hello = build::records(&build::hello(Some(b"API.Test.LOCAL"), false, 0), 1 << 14);
-    let mut c = TcpStream::connect(p.addr).await.unwrap();
-    c.write_all(&hello).await.unwrap();
-    let (mut s, _) = up.accept().await.unwrap();
-    let mut got = vec![0; hello.len()];
-    s.read_exact(&mut got).await.unwrap();
-    assert_eq!(got, hello, "the hello is replayed byte for byte");
-    drop((c, s));
+    assert_eq!(
+        replayed(p.addr, &up, &hello).await,
+        hello,
+        "the hello is replayed byte for byte"
+    );
     let log = p.log.lines(1).await;
     assert!(
         log[0].contains("sni=`api.test.local` ech=0 decision=allowed"),
@@ -428,13 +437,7 @@ async fn ech_outer_hellos_and_huge_hellos() {
     .await;
     // An ECH outer hello is matched by its outer (public) name.
     let ech = build::records(&build::hello(Some(b"public.test.local"), true, 0), 1 << 14);
-    let mut c = TcpStream::connect(p.addr).await.unwrap();
-    c.write_all(&ech).await.unwrap();
-    let (mut s, _) = up.accept().await.unwrap();
-    let mut got = vec![0; ech.len()];
-    s.read_exact(&mut got).await.unwrap();
-    assert_eq!(got, ech);
-    drop((c, s));
+    assert_eq!(replayed(p.addr, &up, &ech).await, ech);
     let other = build::records(&build::hello(Some(b"other.test.local"), true, 0), 1 << 14);
     assert_eq!(raw_exchange(p.addr, &other).await, [21, 3, 3, 0, 2, 2, 49]);
     // 60 KB of padding passes; more than 64 KiB is refused.
@@ -442,13 +445,7 @@ async fn ech_outer_hellos_and_huge_hellos() {
         &build::hello(Some(b"public.test.local"), false, 60_000),
         1 << 14,
     );
-    let mut c = TcpStream::connect(p.addr).await.unwrap();
-    c.write_all(&big).await.unwrap();
-    let (mut s, _) = up.accept().await.unwrap();
-    let mut got = vec![0; big.len()];
-    s.read_exact(&mut got).await.unwrap();
-    assert_eq!(got, big);
-    drop((c, s));
+    assert_eq!(replayed(p.addr, &up, &big).await, big);
     let huge = build::records(
         &build::hello(Some(b"public.test.local"), false, 70_000),
         1 << 14,
