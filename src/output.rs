@@ -6,32 +6,78 @@ use std::path::Path;
 /// Writes `contents` to `path` atomically: a temporary file in the same
 /// directory, fsynced, then renamed over `path`. A failure leaves any
 /// existing file untouched.
+///
+/// - A symlink is followed: the file it points to is replaced, the link stays.
+/// - An existing non-regular file (`/dev/null`, `/dev/stdout`, a FIFO) is
+///   written in place. Renaming over it would replace a device node with a
+///   regular file, which as root breaks the whole machine.
+/// - The temporary file is created with `O_EXCL`, so a planted file or
+///   symlink at that name is never followed.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)?,
+        _ => path.to_path_buf(),
+    };
+    let existing = match std::fs::metadata(&target) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(meta) = &existing {
+        if meta.is_dir() {
+            return Err(std::io::Error::other("the output path is a directory"));
+        }
+        if !meta.is_file() {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&target)?;
+            return f.write_all(contents);
+        }
+    }
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let file_name = path
+    let file_name = target
         .file_name()
         .ok_or_else(|| std::io::Error::other("the output path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".egressgen-{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let (tmp, mut f) = create_temp(dir, file_name)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
         // Keep the permissions of the file we replace.
-        if let Ok(meta) = std::fs::metadata(path) {
+        if let Some(meta) = &existing {
             std::fs::set_permissions(&tmp, meta.permissions())?;
         }
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates `.NAME.egressgen-PID-N.tmp` in `dir` with `O_EXCL`, trying a few
+/// names in case one is taken.
+fn create_temp(
+    dir: &Path,
+    file_name: &std::ffi::OsStr,
+) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let mut last = None;
+    for n in 0..16 {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(".egressgen-{}-{n}.tmp", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary file name")))
 }
 
 /// A unified diff from `old` (named `old_name`) to `new`, coloured when
