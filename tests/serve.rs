@@ -303,6 +303,7 @@ async fn refuses_names_as_envoy_does() {
         b"10.1.2.3",
         b"",
         b"a b.test.local",
+        b"A\xff\xfe.test.local",
     ] {
         assert_eq!(
             raw_exchange(p.addr, &hello(name)).await,
@@ -319,9 +320,11 @@ async fn refuses_names_as_envoy_does() {
     let mut broken = hello(b"a.test.local");
     broken[9 + 2 + 32] = 40; // session id longer than 32
     assert_eq!(raw_exchange(p.addr, &broken).await, [21, 3, 3, 0, 2, 2, 50]);
-    let log = p.log.lines(7).await.join("\n");
+    let log = p.log.lines(8).await.join("\n");
     for want in [
         "sni=`a.test.local.` ech=0 decision=denied reason=trailing_dot",
+        // Not UTF-8: logged byte for byte (lowercased), not as U+FFFD.
+        "sni=`a\\xff\\xfe.test.local` ech=0 decision=denied reason=invalid_name",
         "sni=`a\\u{0}.test.local` ech=0 decision=denied reason=invalid_name",
         "sni=`10.1.2.3` ech=0 decision=denied reason=ip_literal",
         "sni=`a b.test.local` ech=0 decision=denied reason=invalid_name",
@@ -1058,4 +1061,99 @@ async fn long_flows_are_byte_exact_with_and_without_splice() {
         );
         p.stop().await;
     }
+}
+
+/// A config with several `ports` is served one listener per port, as the
+/// gateway gives each upstream port its own path; a port outside the config
+/// is refused at startup, like a route the gateway does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_forwards_to_its_own_upstream_port() {
+    let up_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (port_a, port_b) = (
+        up_a.local_addr().unwrap().port(),
+        up_b.local_addr().unwrap().port(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("egress.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: t\nspec:\n  ports: [{port_a}, {port_b}]\n  domains:\n    - \"*.test.local\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    // Several ports and a listener without `=PORT`: which port is meant?
+    let out = bin()
+        .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the config has several upstream ports ({port_a}, {port_b}), and --listen 127.0.0.1:0 names none"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("help: give each listener its port"), "{err}");
+    // A port the config does not list.
+    let out = bin()
+        .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0=443"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("upstream port 443 is not one of the config's ports"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0=0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`0` is not an upstream port"));
+
+    let mut child = bin()
+        .args(["serve", "-c", cfg, "--resolve", "*.test.local=127.0.0.1"])
+        .args(["--listen", &format!("127.0.0.1:0={port_a}")])
+        .args(["--listen", &format!("127.0.0.1:0={port_b}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let summary = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(a) = l.strip_prefix("egressgen serve: listening on ") {
+            addrs.push(a.parse().unwrap());
+        } else if l.contains("allowlist entr") {
+            break l;
+        }
+    };
+    assert_eq!(addrs.len(), 2, "{summary}");
+    assert!(
+        summary.ends_with(&format!(
+            "upstream ports {port_a} ({}), {port_b} ({})",
+            addrs[0], addrs[1]
+        )),
+        "{summary}"
+    );
+    let hello = build::records(&build::hello(Some(b"a.test.local"), false, 0), 1 << 14);
+    let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
+    // The pin has no port, so the listener's upstream port decides.
+    assert_eq!(
+        within(replayed(addrs[0], &up_a, &hello)).await.unwrap(),
+        hello
+    );
+    assert_eq!(
+        within(replayed(addrs[1], &up_b, &hello)).await.unwrap(),
+        hello
+    );
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
 }

@@ -52,7 +52,8 @@ pub struct Entry<'a> {
     pub start: SystemTime,
     pub downstream: SocketAddr,
     /// The server name after Envoy's lowercasing; `None` without a hello.
-    pub sni: Option<&'a str>,
+    /// The server name as sent; may be any bytes.
+    pub sni: Option<&'a [u8]>,
     /// The hello carried ECH; `sni` is the outer name.
     pub ech: bool,
     /// `allowed`, `denied` or `learned` (forwarded by `--learn`).
@@ -130,7 +131,10 @@ pub fn text(e: &Entry<'_>) -> String {
         "start={} downstream={} sni={} ech={} decision={} reason={} rule={} upstream={} bytes_received={} bytes_sent={} duration_ms={} flags={}",
         rfc3339(e.start),
         e.downstream,
-        e.sni.map_or_else(|| "-".to_string(), escape::quoted),
+        e.sni.map_or_else(
+            || "-".to_string(),
+            |b| format!("`{}`", escape::escaped_bytes(b))
+        ),
         u8::from(e.ech),
         e.decision,
         e.reason,
@@ -151,7 +155,7 @@ pub fn json(e: &Entry<'_>) -> String {
     let v = serde_json::json!({
         "start_time": rfc3339(e.start),
         "downstream_remote_address": e.downstream.to_string(),
-        "requested_server_name": e.sni.map(escape::escaped),
+        "requested_server_name": e.sni.map(escape::escaped_bytes),
         "ech": e.ech,
         "decision": e.decision,
         "reason": e.reason,
@@ -201,7 +205,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
-    fn entry(sni: Option<&str>) -> Entry<'_> {
+    fn entry(sni: Option<&[u8]>) -> Entry<'_> {
         Entry {
             start: UNIX_EPOCH + Duration::from_millis(1_795_906_522_123),
             downstream: "127.0.0.1:5555".parse().unwrap(),
@@ -231,15 +235,15 @@ mod tests {
     #[test]
     fn hostile_names_cannot_forge_fields_or_lines() {
         let evil = "a.com` decision=allowed\nstart=x";
-        let line = text(&entry(Some(evil)));
+        let line = text(&entry(Some(evil.as_bytes())));
         assert_eq!(
             line,
             "start=2026-11-28T22:55:22.123Z downstream=127.0.0.1:5555 sni=`a.com\\` decision=allowed\\nstart=x` ech=0 decision=denied reason=not_allowed rule=- upstream=- bytes_received=517 bytes_sent=7 duration_ms=3 flags=NR\n"
         );
-        let j = json(&entry(Some("x\u{1b}[2J\0")));
+        let j = json(&entry(Some(b"x\x1b[2J\0\xff")));
         assert_eq!(j.lines().count(), 1);
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
-        assert_eq!(v["requested_server_name"], "x\\u{1b}[2J\\u{0}");
+        assert_eq!(v["requested_server_name"], "x\\u{1b}[2J\\u{0}\\xff");
         assert_eq!(v["response_flags"], "NR");
     }
 }

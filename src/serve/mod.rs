@@ -47,9 +47,11 @@ pub struct ServeArgs {
     #[arg(long = "allow", value_name = "PATTERN", group = "source")]
     pub allow: Vec<String>,
     /// Address to listen on (repeatable; IPv4 or IPv6, port 0 picks one).
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8443")]
-    pub listen: Vec<SocketAddr>,
-    /// Port to connect to upstream [default: the config's upstreamPort, else 443].
+    /// `ADDR=PORT` sends this listener's connections to upstream port PORT,
+    /// one listener per port of a config with several `ports`.
+    #[arg(long = "listen", value_name = "ADDR[=PORT]", default_value = "127.0.0.1:8443", value_parser = parse_listen)]
+    pub listen: Vec<Listen>,
+    /// Upstream port of listeners without `=PORT` [default: the config's port, else 443].
     #[arg(long, value_name = "PORT")]
     pub upstream_port: Option<u16>,
     /// Longest wait for a complete ClientHello.
@@ -93,6 +95,87 @@ pub struct ServeArgs {
     pub work_stealing: bool,
 }
 
+/// One `--listen ADDR[=PORT]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub upstream_port: Option<u16>,
+}
+
+/// Parses `127.0.0.1:8443`, `[::1]:8443` or either with `=PORT`.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (addr, port) = match s.split_once('=') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr = addr.parse().map_err(|_| {
+        format!(
+            "{} is not an address like `127.0.0.1:8443` or `[::1]:8443`",
+            quoted(addr)
+        )
+    })?;
+    let upstream_port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(format!(
+                    "{} is not an upstream port from 1 to 65535 (in `ADDR=PORT`)",
+                    quoted(p)
+                ));
+            }
+        },
+    };
+    Ok(Listen {
+        addr,
+        upstream_port,
+    })
+}
+
+/// The upstream port of each listener. With a config, every port must be
+/// one of its `ports`: the gateway forwards no other, so neither does serve.
+fn upstream_ports(
+    listen: &[Listen],
+    flag: Option<u16>,
+    config_ports: Option<&[u16]>,
+) -> Result<Vec<u16>> {
+    let list = |ports: &[u16]| {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    listen
+        .iter()
+        .map(|l| {
+            let port = match (l.upstream_port, flag, config_ports) {
+                (Some(p), _, _) | (None, Some(p), _) => p,
+                (None, None, Some([p])) => *p,
+                (None, None, None) => 443,
+                (None, None, Some(ports)) => bail!(
+                    "the config has several upstream ports ({}), and --listen {} names none
+  help: give each listener its port, e.g. --listen 127.0.0.1:8443={} --listen 127.0.0.1:9443={}",
+                    list(ports),
+                    l.addr,
+                    ports[0],
+                    ports.get(1).copied().unwrap_or(ports[0]),
+                ),
+            };
+            if let Some(ports) = config_ports
+                && !ports.contains(&port)
+            {
+                bail!(
+                    "upstream port {port} is not one of the config's ports ({}): the gateway would not forward it
+  help: use one of them, or add {port} to spec.ports",
+                    list(ports)
+                );
+            }
+            Ok(port)
+        })
+        .collect()
+}
+
 /// Parses `500ms`, `2s`, `1m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -121,10 +204,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs `egressgen serve` until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<u8> {
-    let (allowlist, config_port) = allowlist(&args)?;
+    let (allowlist, config_ports) = allowlist(&args)?;
+    let ports = upstream_ports(&args.listen, args.upstream_port, config_ports.as_deref())?;
     let pins = Pins::parse(args.resolve.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
     let settings = Settings {
-        upstream_port: args.upstream_port.or(config_port).unwrap_or(443),
+        upstream_port: ports[0],
         hello_timeout: args.hello_timeout,
         connect_timeout: args.connect_timeout,
         idle_timeout: args.idle_timeout.max(Duration::from_millis(1)),
@@ -167,26 +251,36 @@ pub fn run(args: ServeArgs) -> Result<u8> {
     let (shutdown, sockets) = main_rt.block_on(async {
         let shutdown = shutdown_signal()?;
         let loops = if work_stealing { 1 } else { workers };
-        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..loops).map(|_| Vec::new()).collect();
-        for addr in &listen {
-            let first = bind(*addr, loops > 1)?;
+        let mut sockets: Vec<Vec<(std::net::TcpListener, u16)>> =
+            (0..loops).map(|_| Vec::new()).collect();
+        for (l, &port) in listen.iter().zip(&ports) {
+            let first = bind(l.addr, loops > 1)?;
             let actual = first
                 .local_addr()
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            sockets[0].push(first);
+                .with_context(|| format!("cannot listen on {}", l.addr))?;
+            sockets[0].push((first, port));
             for w in sockets.iter_mut().skip(1) {
-                w.push(bind(actual, true)?);
+                w.push((bind(actual, true)?, port));
             }
         }
         Ok::<_, anyhow::Error>((shutdown, sockets))
     })?;
     let mut err = std::io::stderr().lock();
-    for l in &sockets[0] {
-        writeln!(err, "egressgen serve: listening on {}", l.local_addr()?)?;
+    // Scripts wait for these lines and parse the address: keep them bare.
+    let mut bound = Vec::new();
+    for (l, port) in &sockets[0] {
+        let addr = l.local_addr()?;
+        writeln!(err, "egressgen serve: listening on {addr}")?;
+        bound.push(format!("{port} ({addr})"));
     }
+    let upstream = if ports.iter().all(|&p| p == ports[0]) {
+        format!("upstream port {}", ports[0])
+    } else {
+        format!("upstream ports {}", bound.join(", "))
+    };
     writeln!(
         err,
-        "egressgen serve: {} allowlist entr{}{}; upstream port {}",
+        "egressgen serve: {} allowlist entr{}{}; {upstream}",
         entries,
         if entries == 1 { "y" } else { "ies" },
         if learn {
@@ -194,7 +288,6 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         } else {
             ""
         },
-        proxy.settings.upstream_port
     )?;
     drop(err);
     let slots = Arc::new(tokio::sync::Semaphore::new(proxy.settings.max_connections));
@@ -221,7 +314,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
                 rt.block_on(async move {
                     let listeners = listeners
                         .into_iter()
-                        .map(tokio::net::TcpListener::from_std)
+                        .map(|(l, port)| Ok((tokio::net::TcpListener::from_std(l)?, port)))
                         .collect::<std::io::Result<Vec<_>>>()
                         .context("cannot register a listener")?;
                     let shutdown = async move {
@@ -258,11 +351,12 @@ pub fn run(args: ServeArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// The allowlist from `-c` or `--allow`, and the config's upstream port.
-fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<u16>)> {
+/// The allowlist from `-c` or `--allow`, and the config's upstream ports.
+fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<Vec<u16>>)> {
     if let Some(path) = &args.config {
         let cfg = cli::load_config(Some(path), &[], &Overrides::default())?;
-        return Ok((cfg.allowlist, Some(cfg.upstream_port)));
+        let ports = cfg.ports.iter().map(|p| p.upstream).collect();
+        return Ok((cfg.allowlist, Some(ports)));
     }
     if args.allow.is_empty() && !args.learn {
         bail!(

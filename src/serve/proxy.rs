@@ -47,6 +47,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Limits and knobs of a running proxy.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Upstream port of listeners given to [`serve`]; [`serve_with`] takes
+    /// one per listener.
     pub upstream_port: u16,
     pub hello_timeout: Duration,
     pub connect_timeout: Duration,
@@ -99,22 +101,31 @@ pub async fn serve<R: Resolver>(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let slots = Arc::new(Semaphore::new(proxy.settings.max_connections));
+    let port = proxy.settings.upstream_port;
+    let listeners = listeners.into_iter().map(|l| (l, port)).collect();
     serve_with(proxy, listeners, slots, shutdown).await
 }
 
 /// [`serve`] with the connection slots given, so several runtimes (one per
 /// worker thread) share one `max_connections` bound. The drain waits for
-/// every slot, i.e. for the connections of all workers.
+/// every slot, i.e. for the connections of all workers. Each listener comes
+/// with the upstream port its connections go to, like each port's own
+/// internal listener and forward proxy in the gateway.
 pub async fn serve_with<R: Resolver>(
     proxy: Arc<Proxy<R>>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, u16)>,
     slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let max = proxy.settings.max_connections;
     let mut accepting = Vec::new();
-    for l in listeners {
-        accepting.push(tokio::spawn(accept_loop(proxy.clone(), l, slots.clone())));
+    for (l, port) in listeners {
+        accepting.push(tokio::spawn(accept_loop(
+            proxy.clone(),
+            l,
+            port,
+            slots.clone(),
+        )));
     }
     let flusher = tokio::spawn({
         let proxy = proxy.clone();
@@ -147,6 +158,7 @@ pub async fn serve_with<R: Resolver>(
 async fn accept_loop<R: Resolver>(
     proxy: Arc<Proxy<R>>,
     listener: TcpListener,
+    upstream_port: u16,
     slots: Arc<Semaphore>,
 ) {
     loop {
@@ -161,7 +173,13 @@ async fn accept_loop<R: Resolver>(
         };
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(connection(proxy.clone(), stream, peer, permit));
+                tokio::spawn(connection(
+                    proxy.clone(),
+                    stream,
+                    peer,
+                    upstream_port,
+                    permit,
+                ));
             }
             Err(_) => {
                 drop(stream);
@@ -186,7 +204,9 @@ async fn accept_loop<R: Resolver>(
 
 /// What happened to one connection, for the log.
 struct Outcome {
-    sni: Option<String>,
+    /// The server name as sent (lowercased); bytes, since a refused one
+    /// need not be UTF-8 and is logged exactly.
+    sni: Option<Vec<u8>>,
     ech: bool,
     decision: &'static str,
     reason: &'static str,
@@ -201,6 +221,7 @@ async fn connection<R: Resolver>(
     proxy: Arc<Proxy<R>>,
     client: TcpStream,
     peer: SocketAddr,
+    upstream_port: u16,
     _slot: OwnedSemaphorePermit,
 ) {
     let start = SystemTime::now();
@@ -216,7 +237,7 @@ async fn connection<R: Resolver>(
         sent: 0,
         flags: flags::NONE,
     };
-    handle(&proxy, client, &mut out).await;
+    handle(&proxy, client, upstream_port, &mut out).await;
     proxy.log.write(&Entry {
         start,
         downstream: peer,
@@ -240,7 +261,12 @@ mod alert {
     pub const UNRECOGNIZED_NAME: u8 = 112;
 }
 
-async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut Outcome) {
+async fn handle<R: Resolver>(
+    proxy: &Proxy<R>,
+    mut client: TcpStream,
+    upstream_port: u16,
+    out: &mut Outcome,
+) {
     let _ = client.set_nodelay(true);
     let s = &proxy.settings;
     let mut buf = Vec::with_capacity(4096);
@@ -271,7 +297,7 @@ async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut 
     out.received = buf.len() as u64;
     out.ech = sni.ech;
     let raw = sni.name.unwrap_or_default();
-    let (name, allowed) = match proxy.allowlist.decide(&raw) {
+    let (name, allowed) = match proxy.allowlist.decide_bytes(&raw) {
         Decision::Allowed { name, by } => {
             out.decision = "allowed";
             out.reason = "matched";
@@ -288,7 +314,7 @@ async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut 
                 proxy.learned.record(&name, &reason);
             }
             if !(s.learn && routable) {
-                out.sni = (!name.is_empty()).then_some(name);
+                out.sni = (!raw.is_empty()).then(|| raw.to_ascii_lowercase());
                 out.flags = flags::NO_ROUTE;
                 let code = match reason {
                     Denial::NoMatch { .. } => alert::ACCESS_DENIED,
@@ -306,14 +332,14 @@ async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut 
             .learned
             .record_allowed(&name, out.rule.as_deref().unwrap_or(""));
     }
-    let upstream = match connect(proxy, &name, out).await {
+    let upstream = match connect(proxy, &name, upstream_port, out).await {
         Some(u) => u,
         None => {
-            out.sni = Some(name);
+            out.sni = Some(name.into_bytes());
             return;
         }
     };
-    out.sni = Some(name);
+    out.sni = Some(name.into_bytes());
     let mut upstream = upstream;
     let (up, down, end) = relay(&mut client, &mut upstream, buf, s.idle_timeout, s.splice).await;
     out.received = up;
@@ -334,11 +360,12 @@ async fn handle<R: Resolver>(proxy: &Proxy<R>, mut client: TcpStream, out: &mut 
 async fn connect<R: Resolver>(
     proxy: &Proxy<R>,
     name: &str,
+    port: u16,
     out: &mut Outcome,
 ) -> Option<TcpStream> {
     let s = &proxy.settings;
     let work = async {
-        let addrs = match proxy.resolver.resolve(name, s.upstream_port).await {
+        let addrs = match proxy.resolver.resolve(name, port).await {
             Ok(a) => a,
             Err(_) => return Err(("dns_failed", flags::DNS_FAILURE)),
         };
@@ -387,7 +414,7 @@ async fn refuse(client: &mut TcpStream, description: u8, out: &mut Outcome) {
 
 /// The part of the hello the proxy keeps.
 struct SniInfo {
-    name: Option<String>,
+    name: Option<Vec<u8>>,
     ech: bool,
 }
 
@@ -416,7 +443,7 @@ async fn read_hello(client: &mut TcpStream, buf: &mut Vec<u8>) -> Result<SniInfo
             Parsed::Invalid(why) => return Err(HelloError::Invalid(why)),
             Parsed::Hello(h) => {
                 return Ok(SniInfo {
-                    name: h.sni.map(|s| String::from_utf8_lossy(&s).into_owned()),
+                    name: h.sni.map(|s| s.to_vec()),
                     ech: h.ech,
                 });
             }
