@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::{Location, Spanned};
 
 use crate::domain::{Allowlist, Pattern};
-use crate::escape::quoted;
+use crate::escape::{self, quoted};
 
 pub const API_VERSION: &str = "egressgen.io/v1alpha1";
 pub const KIND: &str = "EgressGateway";
@@ -218,15 +218,17 @@ impl Default for GatewaySpec {
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     #[serde(default)]
-    pub requests: BTreeMap<String, Quantity>,
+    #[schemars(with = "BTreeMap<String, Quantity>")]
+    pub requests: BTreeMap<String, Spanned<Quantity>>,
     #[serde(default)]
-    pub limits: BTreeMap<String, Quantity>,
+    #[schemars(with = "BTreeMap<String, Quantity>")]
+    pub limits: BTreeMap<String, Spanned<Quantity>>,
 }
 
 impl Default for Resources {
     /// Istio's own gateway defaults.
     fn default() -> Self {
-        let q = |k: &str, v: &str| (k.to_string(), Quantity(v.to_string()));
+        let q = |k: &str, v: &str| (k.to_string(), unspanned(Quantity(v.to_string())));
         Resources {
             requests: BTreeMap::from([q("cpu", "100m"), q("memory", "128Mi")]),
             limits: BTreeMap::from([q("cpu", "2000m"), q("memory", "1024Mi")]),
@@ -293,6 +295,54 @@ impl<'de> Deserialize<'de> for Quantity {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl Quantity {
+    /// The value in nano-units (`1` is 10^9, `1Ki` is 1024 x 10^9), rounded
+    /// up as Kubernetes rounds to its smallest unit; `None` if it does not
+    /// fit in a u128 or is not a quantity. Exact, so `0.1` equals `100m`.
+    pub fn nanos(&self) -> Option<u128> {
+        let s = self.0.strip_prefix('+').unwrap_or(&self.0);
+        let end = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, suffix) = s.split_at(end);
+        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+        let mut mantissa: u128 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa
+                .checked_mul(10)?
+                .checked_add(u128::from(b - b'0'))?;
+        }
+        let (exp10, exp2): (i64, u32) = match suffix {
+            "" => (0, 0),
+            "n" => (-9, 0),
+            "u" => (-6, 0),
+            "m" => (-3, 0),
+            "k" => (3, 0),
+            "M" => (6, 0),
+            "G" => (9, 0),
+            "T" => (12, 0),
+            "P" => (15, 0),
+            "E" => (18, 0),
+            "Ki" => (0, 10),
+            "Mi" => (0, 20),
+            "Gi" => (0, 30),
+            "Ti" => (0, 40),
+            "Pi" => (0, 50),
+            "Ei" => (0, 60),
+            e => (e.get(1..)?.parse().ok()?, 0),
+        };
+        let value = mantissa.checked_mul(1u128.checked_shl(exp2)?)?;
+        let scale = 9 + exp10 - frac.len() as i64;
+        if scale >= 0 {
+            value.checked_mul(10u128.checked_pow(u32::try_from(scale).ok()?)?)
+        } else {
+            let div = 10u128.checked_pow(u32::try_from(-scale).ok()?);
+            // Beyond u128's range the divisor makes any value round up to 1.
+            Some(div.map_or(u128::from(value > 0), |d| value.div_ceil(d)))
+        }
     }
 }
 
@@ -773,6 +823,7 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
     }
     let ports = port_maps(name, &spec)?;
     let dns_cache = dns_cache(name, &spec.dns)?;
+    requests_within_limits(name, &spec.gateway.resources)?;
     let autoscaling = autoscaling(&spec.gateway)?;
     let allowed_clients = spec
         .allowed_clients
@@ -1054,6 +1105,37 @@ fn dns_cache(name: &str, dns: &DnsSpec) -> Result<DnsCache, Error> {
     })
 }
 
+/// Kubernetes refuses a container whose request exceeds its limit for the
+/// same resource (`ValidateResourceRequirements` in
+/// kubernetes/kubernetes `pkg/apis/core/validation`: "must be less than or
+/// equal to ... limit"), so the Deployment would never create a pod.
+fn requests_within_limits(name: &str, r: &Resources) -> Result<(), Error> {
+    for (key, request) in &r.requests {
+        let Some(limit) = r.limits.get(key) else {
+            continue;
+        };
+        if let (Some(req), Some(lim)) = (request.value.nanos(), limit.value.nanos())
+            && req > lim
+        {
+            return Err(Error {
+                at: pos(name, &request.referenced),
+                message: format!(
+                    "spec.gateway.resources.requests.{} ({}) is above limits.{} ({}): Kubernetes rejects the Deployment's pods",
+                    escape::escaped(key),
+                    escape::quoted(&request.value.0),
+                    escape::escaped(key),
+                    escape::quoted(&limit.value.0),
+                ),
+                help: Some(format!(
+                    "lower the request or raise the limit to at least {}",
+                    escape::quoted(&request.value.0)
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn autoscaling(g: &GatewaySpec) -> Result<Option<Autoscaling>, Error> {
     let plain = |message: String, help: &str| Error {
         at: None,
@@ -1310,7 +1392,35 @@ pub fn json_schema() -> String {
 
 #[cfg(test)]
 mod quantity_tests {
-    use super::is_quantity;
+    use super::{Quantity, is_quantity};
+
+    fn nanos(s: &str) -> Option<u128> {
+        Quantity(s.to_string()).nanos()
+    }
+
+    #[test]
+    fn quantities_compare_exactly() {
+        let giga = 1_000_000_000u128;
+        assert_eq!(nanos("1"), Some(giga));
+        assert_eq!(nanos("0.1"), nanos("100m"));
+        assert_eq!(nanos(".5"), nanos("500m"));
+        assert_eq!(nanos("1."), Some(giga));
+        assert_eq!(nanos("+2"), Some(2 * giga));
+        assert_eq!(nanos("1Ki"), Some(1024 * giga));
+        assert_eq!(nanos("1Gi"), nanos("1073741824"));
+        assert_eq!(nanos("1G"), nanos("1e9"));
+        assert_eq!(nanos("1E-2"), nanos("10m"));
+        assert_eq!(nanos("1n"), Some(1));
+        // Below a nano-unit rounds up, as Kubernetes does.
+        assert_eq!(nanos("1e-12"), Some(1));
+        assert_eq!(nanos("0e-12"), Some(0));
+        assert_eq!(nanos("1e-100"), Some(1));
+        assert!(nanos("2000m") > nanos("1.999"));
+        assert!(nanos("1025Mi") > nanos("1Gi"));
+        // Too large to compare: no answer rather than a wrong one.
+        assert_eq!(nanos("1e40"), None);
+        assert_eq!(nanos("99999999999999999999999999999999999999999"), None);
+    }
 
     #[test]
     fn kubernetes_quantity_grammar() {
