@@ -365,8 +365,11 @@ run_bulk() { # round, peer
   local port=${PORT[$2]} c0 c1 res size secs
   profile_start "$1" "$2" bulk
   c0=$(cpu_ticks "$2")
+  # On failure (e.g. the 120 s cap) curl still prints what it got; keep it,
+  # summarize.py flags a transfer that is short of 1 GiB.
   res=$(curl -sk --http1.1 --max-time 120 -o /dev/null -w '%{size_download} %{time_total}' \
-    "https://$SNI:$port/1g" || echo "0 0")
+    "https://$SNI:$port/1g") || true
+  [[ $res =~ ^[0-9]+\ [0-9.]+$ ]] || res="0 0"
   c1=$(cpu_ticks "$2")
   profile_stop "$1" "$2" bulk
   read -r size secs <<<"$res"

@@ -51,6 +51,7 @@ def main(path):
             idle[r["peer"]] = r
         else:
             by[r["test"]][r["round"]][r["peer"]] = r
+    short = [r for r in rows if r["test"] == "bulk" and r["bytes"] < GIB]
     peers = [p for p in PEER_ORDER if any(p in rnd for t in by.values() for rnd in t.values())]
     rounds = max((len(t) for t in by.values()), default=0)
 
@@ -184,6 +185,11 @@ def main(path):
         ]
         for name, val, target, ok in goals:
             out.append(f"| {name} | {val} | {target} | {check(ok)} |")
+    if short:
+        out.append("")
+        out.append("**Incomplete bulk transfers** (stalled or failed; their rate above is what they moved):")
+        for r in short:
+            out.append(f"- round {r['round']}, {r['peer']}: {r['bytes']:,} of {GIB:,} bytes in {r['secs']} s")
     print("\n".join(out))
 
 

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -29,6 +29,8 @@ pub struct Pipe {
     write: OwnedFd,
     pending: usize,
     capacity: usize,
+    /// The source reached EOF; what is in the pipe still goes out.
+    eof: bool,
 }
 
 impl Pipe {
@@ -48,12 +50,24 @@ impl Pipe {
             write,
             pending: 0,
             capacity,
+            eof: false,
         })
     }
 
     /// Moves bytes from `r` to `w` through the pipe until `r` reaches EOF
-    /// (`Ready(Ok(true))`), or it would block (`Pending`). `moved` is
-    /// increased by every byte delivered to `w`.
+    /// and the pipe is empty (`Ready(Ok(true))`), or neither side can move
+    /// (`Pending`). `moved` is increased by every byte delivered to `w`.
+    ///
+    /// Both ends work at once: while `w` is full, `r` still fills the pipe,
+    /// and while `r` is empty, the pipe still drains into `w`. Strictly
+    /// alternating (fill, then drain all, then fill) left the sender
+    /// stalled behind a full receive buffer whenever `w` was slow.
+    ///
+    /// Filling a pipe that is not empty can fail with EAGAIN because the
+    /// pipe ran out of slots (each holds one socket fragment, however small)
+    /// while the socket still has data. That EAGAIN must not clear the
+    /// socket's edge-triggered readiness, or the flow stalls for good; only
+    /// an EAGAIN into an empty pipe means the socket is drained.
     pub fn poll_relay(
         &mut self,
         cx: &mut Context<'_>,
@@ -61,32 +75,60 @@ impl Pipe {
         w: &TcpStream,
         moved: &mut u64,
     ) -> Poll<io::Result<bool>> {
+        // The pipe refused more; retry only after the drain made room.
+        let mut pipe_full = false;
         loop {
-            if self.pending > 0 {
-                ready!(w.poll_write_ready(cx))?;
-                let res = w.try_io(Interest::WRITABLE, || {
-                    splice(self.read.as_raw_fd(), w.as_raw_fd(), self.pending)
-                });
-                match res {
-                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => {
-                        self.pending -= n;
-                        *moved += n as u64;
+            // A `WouldBlock` from `try_io` counts as progress: readiness was
+            // cleared, so the next turn polls again and registers a waker.
+            let mut progress = false;
+            if !self.eof && !pipe_full && self.pending < self.capacity {
+                if let Poll::Ready(ready) = r.poll_read_ready(cx) {
+                    ready?;
+                    let room = self.capacity - self.pending;
+                    let fill = || splice(r.as_raw_fd(), self.write.as_raw_fd(), room);
+                    let res = if self.pending == 0 {
+                        r.try_io(Interest::READABLE, fill)
+                    } else {
+                        fill()
+                    };
+                    progress = true;
+                    match res {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => self.pending += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            // Into an empty pipe: the socket is drained and
+                            // `try_io` cleared its readiness. Otherwise the
+                            // pipe may be full: wait for the drain.
+                            pipe_full = self.pending > 0;
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                continue;
             }
-            ready!(r.poll_read_ready(cx))?;
-            let res = r.try_io(Interest::READABLE, || {
-                splice(r.as_raw_fd(), self.write.as_raw_fd(), self.capacity)
-            });
-            match res {
-                Ok(0) => return Poll::Ready(Ok(true)),
-                Ok(n) => self.pending = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+            if self.pending > 0 {
+                if let Poll::Ready(ready) = w.poll_write_ready(cx) {
+                    ready?;
+                    let res = w.try_io(Interest::WRITABLE, || {
+                        splice(self.read.as_raw_fd(), w.as_raw_fd(), self.pending)
+                    });
+                    progress = true;
+                    match res {
+                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            self.pending -= n;
+                            *moved += n as u64;
+                            pipe_full = false;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            }
+            if self.eof && self.pending == 0 {
+                return Poll::Ready(Ok(true));
+            }
+            if !progress {
+                return Poll::Pending;
             }
         }
     }
