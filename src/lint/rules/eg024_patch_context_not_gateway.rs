@@ -1,23 +1,29 @@
 //! ## What it does
 //! Reports an EnvoyFilter patch of the SNI forwarding wiring whose
-//! `match.context` is not `GATEWAY`: the CLUSTER patches that add the
-//! internal listener's cluster (`sni_cluster`, whose endpoint is an
-//! `envoy_internal_address`) and the dynamic forward proxy cluster, the
-//! LISTENER patch that adds the internal listener, and the patch that points
-//! the gateway listener's `tcp_proxy` at `sni_cluster`. Other patches are not
-//! checked; a context that is no valid enum value is a schema error (EG021).
+//! `match.context` is missing, `ANY`, `SIDECAR_INBOUND` or
+//! `SIDECAR_OUTBOUND` instead of `GATEWAY`. The wiring is: the CLUSTER
+//! patches that add the internal listener's cluster (`sni_cluster`, whose
+//! endpoint is an `envoy_internal_address`) and the dynamic forward proxy
+//! cluster, the LISTENER patch that adds the internal listener, and the
+//! patch that points the gateway listener's `tcp_proxy` at `sni_cluster`.
+//! Other patches are not checked; a context that is no valid enum value is a
+//! schema error (EG021).
 //!
 //! ## Why is this bad?
-//! Istio applies a patch only where its context matches the proxy's (Istio's
-//! `PatchContext` in `networking/v1alpha3/envoy_filter.proto`; istiod's
+//! Istio applies a patch only where its context matches the proxy's
+//! ([`PatchContext`](https://istio.io/latest/docs/reference/config/networking/envoy-filter/#EnvoyFilter-PatchContext)
+//! in istio/api `networking/v1alpha3/envoy_filter.proto`; istiod's
 //! `patchContextMatch` accepts the proxy's own context or `ANY`). A gateway
 //! is generated in the `GATEWAY` context, so a `SIDECAR_OUTBOUND` or
 //! `SIDECAR_INBOUND` patch never reaches it: the cluster, the internal
 //! listener or the `tcp_proxy` hand-off is missing and every egress
-//! connection fails. A missing context means `ANY` ("all listeners, routes
-//! and clusters in both sidecars and gateways"): every sidecar the
-//! EnvoyFilter reaches gets the forwarder too, and the `tcp_proxy` patch
-//! reroutes the sidecars' own TCP traffic to `sni_cluster`.
+//! connection fails. A missing context means `ANY` ("all
+//! listeners/routes/clusters in both sidecars and gateways"; a LISTENER ADD
+//! with `ANY` is added to sidecars' outbound listeners and gateways, see
+//! `patchListeners` in istio/istio `envoyfilter/listener_patch.go`): every
+//! sidecar the EnvoyFilter reaches gets the forwarder too, and the
+//! `tcp_proxy` patch reroutes the sidecars' own TCP traffic to
+//! `sni_cluster`.
 //!
 //! ## Example
 //! ```yaml

@@ -1,21 +1,23 @@
 //! ## What it does
-//! Reports a listener added by an EnvoyFilter LISTENER patch (the internal
-//! listener of the SNI forwarder) that matches filter chains by
-//! `server_names` or `transport_protocol: tls` but has no TLS inspector in
-//! its `listener_filters`, or whose `envoy.filters.listener.tls_inspector`
-//! entry has a `typed_config` of another `@type` (or none). Envoy picks an
-//! extension by its `typed_config` type URL, not by its name (Envoy 1.22
-//! release notes: "type URL is used to lookup extensions regardless of the
-//! name field"); a `TypedStruct` wrapper counts by its inner `type_url`.
+//! Reports a listener added by an EnvoyFilter (the SNI forwarder's internal
+//! listener) that matches filter chains by `server_names` but has no working
+//! TLS inspector listener filter. Also checked: `transport_protocol: tls`,
+//! and an `envoy.filters.listener.tls_inspector` entry whose `typed_config`
+//! has another `@type`, or none. Envoy picks an extension by its
+//! `typed_config` type URL, not by its name (Envoy 1.22 release notes: "type
+//! URL is used to lookup extensions regardless of the name field"); a
+//! `TypedStruct` wrapper counts by its inner `type_url`.
 //!
 //! ## Why is this bad?
-//! The SNI is read by the TLS inspector listener filter; Envoy's docs: it
-//! "detects the Server Name Indication ... This can be used to select a
-//! FilterChain via the server_names ... of a FilterChainMatch". Envoy no
-//! longer injects it on its own (envoyproxy/envoy#14404). Without it no
+//! The SNI is read by the TLS inspector listener filter; Envoy's
+//! [docs](https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/listener_filters/tls_inspector):
+//! it "detects the Server Name Indication ... This can be used to select a
+//! FilterChain via the server_names ... of a FilterChainMatch". Envoy
+//! stopped injecting it on its own (envoyproxy/envoy#14404). Without it no
 //! connection has a server name, no `server_names` chain ever matches and
-//! every egress connection is closed. A filter with a wrong `@type` is
-//! another extension (or none, and Envoy rejects the listener). A
+//! every egress connection is closed. A wrong `@type` instantiates another
+//! extension; an unknown type or no `typed_config` makes Envoy reject the
+//! listener. A
 //! `LISTENER_FILTER` patch cannot repair it: istiod applies those to the
 //! listeners it generated, before the added ones are appended
 //! (`patchListeners` in istio/istio `envoyfilter/listener_patch.go`).
@@ -85,7 +87,7 @@ fn check(ctx: &mut Ctx) {
         else {
             continue;
         };
-        let Some(needs) = needs_inspector(value) else {
+        let Some((needs, consequence)) = needs_inspector(value) else {
             continue;
         };
         let base = format!("spec.configPatches[{}].patch.value", p.index);
@@ -117,7 +119,7 @@ fn check(ctx: &mut Ctx) {
                     t.at,
                     format!("{fpath}.typed_config.@type"),
                     format!(
-                        "the TLS inspector of {listener} has typed_config `@type` {}: Envoy picks the extension by that type, not by the name, so nothing reads the SNI and no {needs} chain matches",
+                        "the TLS inspector of {listener} has typed_config `@type` {}: Envoy picks the extension by that type, not by the name, so it is no TLS inspector and no {needs} chain matches",
                         quoted(&t.scalar_text().unwrap_or_default())
                     ),
                 ),
@@ -149,7 +151,7 @@ fn check(ctx: &mut Ctx) {
             at,
             &format!("{base}.listener_filters"),
             format!(
-                "{listener} matches filter chains by {needs} but has no `envoy.filters.listener.tls_inspector` listener filter: the SNI is never read, no chain matches and every connection is closed"
+                "{listener} matches filter chains by {needs} but has no `envoy.filters.listener.tls_inspector` listener filter: {consequence}, no chain matches and every connection is closed"
             ),
             Some(SUGGESTED.to_string()),
         );
@@ -157,8 +159,9 @@ fn check(ctx: &mut Ctx) {
 }
 
 /// What in the listener's filter chains needs the TLS inspector, if
-/// anything: `server_names` or `transport_protocol: tls`.
-fn needs_inspector(listener: &Node) -> Option<&'static str> {
+/// anything (`server_names` or `transport_protocol: tls`), and what goes
+/// wrong without it.
+fn needs_inspector(listener: &Node) -> Option<(&'static str, &'static str)> {
     let matches = || {
         listener
             .list("filter_chains")
@@ -166,10 +169,13 @@ fn needs_inspector(listener: &Node) -> Option<&'static str> {
             .filter_map(|c| c.get("filter_chain_match"))
     };
     if matches().any(|m| !m.list("server_names").is_empty()) {
-        return Some("`server_names`");
+        return Some(("`server_names`", "the SNI is never read"));
     }
     if matches().any(|m| m.get("transport_protocol").and_then(Node::as_str) == Some("tls")) {
-        return Some("`transport_protocol: tls`");
+        return Some((
+            "`transport_protocol: tls`",
+            "TLS is never detected (every connection is `raw_buffer`)",
+        ));
     }
     None
 }
