@@ -10,6 +10,9 @@ const SEEDS: &[&str] = &[
     include_str!("lint/seed_reference.yaml"),
     include_str!("lint/eg001_missing_host.yaml"),
     include_str!("lint/eg014_tls_not_istio_mutual.yaml"),
+    include_str!("lint/eg023_gateway_references.yaml"),
+    include_str!("lint/eg024_patch_context_not_gateway.yaml"),
+    include_str!("lint/eg025_tls_inspector_wrong_type.yaml"),
 ];
 
 fn check(text: String) -> Result<(), TestCaseError> {

@@ -525,7 +525,7 @@ fn dns_cache(resource: usize, node: &Node, path: &str) -> Option<DnsCache> {
 }
 
 /// Calls `f` on every mapping under `node` (including itself), with its path.
-fn walk(node: &Node, path: &str, f: &mut dyn FnMut(&Node, &str)) {
+pub fn walk(node: &Node, path: &str, f: &mut dyn FnMut(&Node, &str)) {
     match &node.value {
         Value::Map(entries) => {
             f(node, path);

@@ -33,6 +33,9 @@ mod eg019_merge_without_port;
 mod eg020_mesh_wide_telemetry;
 mod eg021_schema;
 mod eg022_allow_any_outbound;
+mod eg023_unknown_gateway;
+mod eg024_patch_context_not_gateway;
+mod eg025_missing_tls_inspector;
 
 /// One lint rule.
 #[derive(Debug)]
@@ -105,6 +108,9 @@ pub const RULES: &[Rule] = &[
     eg020_mesh_wide_telemetry::RULE,
     eg021_schema::RULE,
     eg022_allow_any_outbound::RULE,
+    eg023_unknown_gateway::RULE,
+    eg024_patch_context_not_gateway::RULE,
+    eg025_missing_tls_inspector::RULE,
 ];
 
 /// Looks a rule up by code, case-insensitively.
