@@ -101,6 +101,11 @@ impl AccessLog {
         self.out.is_some()
     }
 
+    /// Lines wait in a buffer until [`AccessLog::flush`] (a file).
+    pub fn needs_periodic_flush(&self) -> bool {
+        self.out.is_some() && !self.flush_each
+    }
+
     pub fn write(&self, e: &Entry<'_>) {
         let Some(out) = &self.out else { return };
         let line = match self.format {

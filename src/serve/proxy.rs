@@ -127,14 +127,16 @@ pub async fn serve_with<R: Resolver>(
             slots.clone(),
         )));
     }
-    let flusher = tokio::spawn({
+    // Only a buffered log needs flushing; with none, an idle proxy never
+    // wakes up.
+    let flusher = proxy.log.needs_periodic_flush().then(|| {
         let proxy = proxy.clone();
-        async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let _ = proxy.log.flush();
             }
-        }
+        })
     });
     shutdown.await;
     for a in &accepting {
@@ -148,7 +150,9 @@ pub async fn serve_with<R: Resolver>(
     while slots.available_permits() < max && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    flusher.abort();
+    if let Some(f) = flusher {
+        f.abort();
+    }
     let _ = proxy.log.flush();
     Drained {
         cut: max - slots.available_permits(),
@@ -161,6 +165,7 @@ async fn accept_loop<R: Resolver>(
     upstream_port: u16,
     slots: Arc<Semaphore>,
 ) {
+    let inherited = nodelay_inherited(&listener);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -173,6 +178,9 @@ async fn accept_loop<R: Resolver>(
         };
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
+                if !inherited {
+                    let _ = stream.set_nodelay(true);
+                }
                 tokio::spawn(connection(
                     proxy.clone(),
                     stream,
@@ -200,6 +208,16 @@ async fn accept_loop<R: Resolver>(
             }
         }
     }
+}
+
+/// Sets `TCP_NODELAY` on the listener. Linux copies it to every accepted
+/// socket (`sk_clone_lock` copies the listener's `tcp_sock`), which saves a
+/// `setsockopt` per connection; elsewhere each socket gets its own.
+fn nodelay_inherited(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
 }
 
 /// What happened to one connection, for the log.
@@ -267,7 +285,6 @@ async fn handle<R: Resolver>(
     upstream_port: u16,
     out: &mut Outcome,
 ) {
-    let _ = client.set_nodelay(true);
     let s = &proxy.settings;
     let mut buf = Vec::with_capacity(4096);
     let sni = match tokio::time::timeout(s.hello_timeout, read_hello(&mut client, &mut buf)).await {
@@ -702,4 +719,25 @@ async fn relay(
     })
     .await;
     (up.total, down.total, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`nodelay_inherited`] relies on: an accepted socket carries the
+    /// listener's `TCP_NODELAY`, so Nagle never delays relayed records.
+    #[tokio::test]
+    async fn accepted_sockets_get_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inherited = nodelay_inherited(&listener);
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        if inherited {
+            assert!(accepted.nodelay().unwrap());
+        }
+    }
 }
