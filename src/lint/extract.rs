@@ -182,6 +182,15 @@ pub struct Patch {
     /// `match.listener.portNumber`: `None` when absent, `Some(None)` when
     /// present but not a number.
     pub port_match: Option<Option<i64>>,
+    /// `match.context`; Istio's default when absent is `ANY`.
+    pub context: String,
+}
+
+impl Patch {
+    /// The patch can apply to a gateway proxy (`GATEWAY` or `ANY`).
+    pub fn reaches_gateways(&self) -> bool {
+        matches!(self.context.as_str(), "GATEWAY" | "ANY")
+    }
 }
 
 /// Everything the rules look at.
@@ -385,6 +394,11 @@ impl Model {
             let port_match = p
                 .path(&["match", "listener", "portNumber"])
                 .map(Node::as_i64);
+            let context = p
+                .path(&["match", "context"])
+                .and_then(Node::as_str)
+                .unwrap_or("ANY")
+                .to_string();
             self.patches.push(Patch {
                 resource: i,
                 index: pi,
@@ -392,6 +406,7 @@ impl Model {
                 apply_to: apply_to.clone(),
                 operation,
                 port_match,
+                context,
             });
             let Some(value) = p.path(&["patch", "value"]) else {
                 continue;

@@ -3,7 +3,8 @@
 //! a Telemetry `selector.matchLabels` that matches the pod labels of no
 //! Deployment in the input (for EnvoyFilter and Telemetry outside the root
 //! namespace: no Deployment in their own namespace). Checked when the input
-//! holds a Deployment.
+//! holds a Deployment. An EnvoyFilter whose patches all have a `SIDECAR_*`
+//! context is not checked: it selects application pods.
 //!
 //! ## Why is this bad?
 //! The Gateway's servers are only programmed into the pods it selects. If
@@ -88,6 +89,16 @@ fn check(ctx: &mut Ctx) {
             let Some(sel_node) = r.node.path(path) else {
                 continue;
             };
+            // An EnvoyFilter whose patches all target sidecars selects app
+            // pods, which need not be in the input.
+            if kind == "EnvoyFilter"
+                && !model
+                    .patches
+                    .iter()
+                    .any(|p| p.resource == i && p.reaches_gateways())
+            {
+                continue;
+            }
             let sel = labels(Some(sel_node));
             // Outside the root namespace, a workload selector only reaches
             // pods in the resource's own namespace.

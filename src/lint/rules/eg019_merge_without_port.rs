@@ -1,7 +1,8 @@
 //! ## What it does
 //! Reports an EnvoyFilter `MERGE` patch on a listener, filter chain or
 //! filter whose match has no `listener.portNumber`, or (when the input holds
-//! Gateways) one whose `portNumber` is no Gateway server port.
+//! Gateways) one that reaches gateways (`context: GATEWAY` or `ANY`) whose
+//! `portNumber` is no Gateway server port.
 //!
 //! ## Why is this bad?
 //! Without a port, the patch merges into every matching filter of every
@@ -68,7 +69,11 @@ fn check(ctx: &mut Ctx) {
         if let Some(port) = p.port_match {
             // A port that no Gateway server listens on patches nothing: the
             // gateway listener keeps routing to the keep-alive's dummy host.
-            if let (Some(port), false) = (port, gateway_ports.is_empty()) {
+            // Only for patches that reach gateways: a sidecar patch matches
+            // the sidecar's own listener ports.
+            if let (Some(port), false, true) =
+                (port, gateway_ports.is_empty(), p.reaches_gateways())
+            {
                 if !gateway_ports.contains(&port) {
                     ctx.report(
                         p.resource,
