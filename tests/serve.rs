@@ -1223,3 +1223,67 @@ fn p_splices() -> bool {
 fn hello_len() -> usize {
     build::records(&build::hello(Some(b"small.test.local"), false, 0), 1 << 14).len()
 }
+
+/// The slow connect path: the upstream's accept queue is full, so its
+/// kernel drops our SYN and `connect()` is still in progress when the hello
+/// would go out. The hello must wait for the handshake (the SYN is resent
+/// after about a second) and arrive exactly once, intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_waits_for_a_slow_upstream_handshake() {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let up = TcpListener::from_std(socket.into()).unwrap();
+    let up_addr = up.local_addr().unwrap();
+    // Fill the accept queue (a backlog of 0 holds one connection).
+    let mut fillers = Vec::new();
+    for _ in 0..2 {
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(up_addr)).await
+        {
+            fillers.push(c);
+        }
+    }
+    let p = start(
+        &["*.test.local"],
+        &[format!("*={up_addr}")],
+        Settings::default(),
+    )
+    .await;
+    let hello = build::records(&build::hello(Some(b"slow.test.local"), false, 0), 1 << 14);
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&hello).await.unwrap();
+    c.write_all(b"after").await.unwrap();
+    // Let the proxy's SYN be dropped, then make room.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut accepted = 0;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while got.is_empty() {
+        let (mut s, _) = tokio::time::timeout_at(deadline, up.accept())
+            .await
+            .expect("the proxy never connected")
+            .unwrap();
+        accepted += 1;
+        let mut buf = vec![0; hello.len() + 5];
+        // A filler sends nothing: skip it.
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await
+        {
+            got = buf;
+        }
+    }
+    assert!(accepted >= 1);
+    let mut want = hello.clone();
+    want.extend_from_slice(b"after");
+    assert!(got == want, "the hello arrived changed or twice");
+    drop(c);
+    drop(fillers);
+    let log = p.log.lines(1).await;
+    assert!(log[0].contains("decision=allowed"), "{}", log[0]);
+    p.stop().await;
+}

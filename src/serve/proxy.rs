@@ -349,7 +349,7 @@ async fn handle<R: Resolver>(
             .learned
             .record_allowed(&name, out.rule.as_deref().unwrap_or(""));
     }
-    let upstream = match connect(proxy, &name, upstream_port, out).await {
+    let (mut upstream, sent) = match connect(proxy, &name, upstream_port, &buf, out).await {
         Some(u) => u,
         None => {
             out.sni = Some(name.into_bytes());
@@ -357,8 +357,14 @@ async fn handle<R: Resolver>(
         }
     };
     out.sni = Some(name.into_bytes());
-    let mut upstream = upstream;
-    let (up, down, end) = relay(&mut client, &mut upstream, buf, s.idle_timeout, s.splice).await;
+    let (up, down, end) = relay(
+        &mut client,
+        &mut upstream,
+        (buf, sent),
+        s.idle_timeout,
+        s.splice,
+    )
+    .await;
     out.received = up;
     out.sent = down;
     match end {
@@ -374,12 +380,16 @@ async fn handle<R: Resolver>(
     }
 }
 
+/// Resolves `name`, connects to the first address that answers and sends
+/// what it can of `hello` at once. Returns the stream and the number of
+/// `hello` bytes sent.
 async fn connect<R: Resolver>(
     proxy: &Proxy<R>,
     name: &str,
     port: u16,
+    hello: &[u8],
     out: &mut Outcome,
-) -> Option<TcpStream> {
+) -> Option<(TcpStream, usize)> {
     let s = &proxy.settings;
     let work = async {
         let addrs = match proxy.resolver.resolve(name, port).await {
@@ -388,24 +398,56 @@ async fn connect<R: Resolver>(
         };
         for a in addrs.iter() {
             out.upstream = Some(a);
-            if let Ok(u) = TcpStream::connect(a).await {
+            if let Ok(u) = dial(a, hello).await {
                 return Ok(u);
             }
         }
         Err(("connect_failed", flags::UPSTREAM_FAILURE))
     };
-    let result = tokio::time::timeout(s.connect_timeout, work).await;
-    let (reason, flag) = match result {
-        Ok(Ok(u)) => {
-            let _ = u.set_nodelay(true);
-            return Some(u);
-        }
+    let (reason, flag) = match tokio::time::timeout(s.connect_timeout, work).await {
+        Ok(Ok(u)) => return Some(u),
         Ok(Err(e)) => e,
         Err(_) => ("connect_timeout", flags::UPSTREAM_FAILURE),
     };
     out.reason = reason;
     out.flags = flag;
     None
+}
+
+/// Connects to `addr` and sends as much of `first` as the socket takes.
+///
+/// When the handshake completes within `connect()` (loopback, a near
+/// upstream), the bytes go out at once: no wait for writability and no
+/// `SO_ERROR` check, two system calls and an event-loop turn fewer than
+/// tokio's `TcpStream::connect`. Otherwise `send` fails with EAGAIN, and
+/// the connection is awaited as usual; a refused connection surfaces as the
+/// `send` error or in `SO_ERROR`.
+async fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let sent = match socket.send_with_flags(first, libc::MSG_NOSIGNAL) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from_std(socket.into())?;
+    if sent == 0 {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok((stream, sent))
 }
 
 /// Sends a fatal alert, closes our side and waits briefly for the client to
@@ -546,11 +588,14 @@ impl Half {
         Poll::Ready(Ok(()))
     }
 
+    /// `other_done`: the opposite direction has ended, so the connection
+    /// closes as soon as this one does.
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
         r: &mut TcpStream,
         w: &mut TcpStream,
+        other_done: bool,
         progress: &mut bool,
     ) -> Poll<io::Result<()>> {
         loop {
@@ -577,8 +622,13 @@ impl Half {
             }
             if self.eof {
                 // Half-close: pass the FIN on. The peer may already be gone,
-                // which ends this direction all the same.
-                let _ = ready!(Pin::new(&mut *w).poll_shutdown(cx));
+                // which ends this direction all the same. When the other
+                // direction has ended, `close()` right after sends the same
+                // FIN (both receive queues were read to EOF, so it is not a
+                // reset): no `shutdown` call needed.
+                if !other_done {
+                    let _ = ready!(Pin::new(&mut *w).poll_shutdown(cx));
+                }
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
@@ -677,14 +727,22 @@ mod pool {
 /// Relays until both directions have closed, an error, or `idle` passes
 /// with no byte moving either way. Returns bytes client→upstream (starting
 /// with `pending`), bytes upstream→client, and how it ended.
+/// Relays both ways. `pending` is the hello and how much of it
+/// [`dial`] already sent.
 async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
-    pending: Vec<u8>,
+    pending: (Vec<u8>, usize),
     idle: Duration,
     splice: bool,
 ) -> (u64, u64, Result<(), RelayError>) {
-    let mut up = Half::new(pending, splice);
+    let mut up = Half::new(pending.0, splice);
+    up.pos = pending.1;
+    up.total = pending.1 as u64;
+    if up.pos == up.buf.len() {
+        up.pos = 0;
+        up.buf.clear();
+    }
     let mut down = Half::new(Vec::new(), splice);
     let mut last = Instant::now();
     // One timer per connection, re-armed lazily: progress only records the
@@ -693,12 +751,12 @@ async fn relay(
     let end = poll_fn(|cx| {
         let mut progress = false;
         if !up.done {
-            if let Poll::Ready(Err(e)) = up.poll(cx, client, upstream, &mut progress) {
+            if let Poll::Ready(Err(e)) = up.poll(cx, client, upstream, down.done, &mut progress) {
                 return Poll::Ready(Err(RelayError::Io(e)));
             }
         }
         if !down.done {
-            if let Poll::Ready(Err(e)) = down.poll(cx, upstream, client, &mut progress) {
+            if let Poll::Ready(Err(e)) = down.poll(cx, upstream, client, up.done, &mut progress) {
                 return Poll::Ready(Err(RelayError::Io(e)));
             }
         }
