@@ -15,7 +15,18 @@ use std::path::Path;
 ///   symlink at that name is never followed.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)?,
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
+            Ok(t) => t,
+            // A dangling link: create the file it names, as `cp` would.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let link = std::fs::read_link(path)?;
+                match path.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                }
+            }
+            Err(e) => return Err(e),
+        },
         _ => path.to_path_buf(),
     };
     let existing = match std::fs::metadata(&target) {

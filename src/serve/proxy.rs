@@ -415,6 +415,7 @@ async fn connect<R: Resolver>(
 }
 
 /// Connects to `addr` and sends as much of `first` as the socket takes.
+/// (Linux; elsewhere [`dial`] only connects and the relay sends it all.)
 ///
 /// When the handshake completes within `connect()` (loopback, a near
 /// upstream), the bytes go out at once: no wait for writability and no
@@ -422,6 +423,7 @@ async fn connect<R: Resolver>(
 /// tokio's `TcpStream::connect`. Otherwise `send` fails with EAGAIN, and
 /// the connection is awaited as usual; a refused connection surfaces as the
 /// `send` error or in `SO_ERROR`.
+#[cfg(target_os = "linux")]
 async fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(
@@ -448,6 +450,13 @@ async fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> 
         }
     }
     Ok((stream, sent))
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn dial(addr: SocketAddr, _first: &[u8]) -> io::Result<(TcpStream, usize)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok((stream, 0))
 }
 
 /// Sends a fatal alert, closes our side and waits briefly for the client to
