@@ -335,12 +335,18 @@ impl Quantity {
             e => (e.get(1..)?.parse().ok()?, 0),
         };
         let value = mantissa.checked_mul(1u128.checked_shl(exp2)?)?;
-        let scale = 9 + exp10 - frac.len() as i64;
+        // The exponent may have any number of digits: saturate, and let the
+        // range checks below decide.
+        let scale = exp10
+            .saturating_add(9)
+            .saturating_sub(i64::try_from(frac.len()).unwrap_or(i64::MAX));
         if scale >= 0 {
             value.checked_mul(10u128.checked_pow(u32::try_from(scale).ok()?)?)
         } else {
-            let div = 10u128.checked_pow(u32::try_from(-scale).ok()?);
-            // Beyond u128's range the divisor makes any value round up to 1.
+            // A divisor beyond u128's range makes any value round up to 1.
+            let div = u32::try_from(scale.unsigned_abs())
+                .ok()
+                .and_then(|e| 10u128.checked_pow(e));
             Some(div.map_or(u128::from(value > 0), |d| value.div_ceil(d)))
         }
     }
@@ -1417,6 +1423,11 @@ mod quantity_tests {
         assert_eq!(nanos("1e-100"), Some(1));
         assert!(nanos("2000m") > nanos("1.999"));
         assert!(nanos("1025Mi") > nanos("1Gi"));
+        // Exponents of any length never overflow.
+        assert_eq!(nanos("1e-9223372036854775808"), Some(1));
+        assert_eq!(nanos("1.0000000000e-9223372036854775808"), Some(1));
+        assert_eq!(nanos("1e9223372036854775807"), None);
+        assert_eq!(nanos("1e99999999999999999999"), None);
         // Too large to compare: no answer rather than a wrong one.
         assert_eq!(nanos("1e40"), None);
         assert_eq!(nanos("99999999999999999999999999999999999999999"), None);

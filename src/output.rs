@@ -7,40 +7,32 @@ use std::path::Path;
 /// directory, fsynced, then renamed over `path`. A failure leaves any
 /// existing file untouched.
 ///
-/// - A symlink is followed: the file it points to is replaced, the link stays.
-/// - An existing non-regular file (`/dev/null`, `/dev/stdout`, a FIFO) is
-///   written in place. Renaming over it would replace a device node with a
-///   regular file, which as root breaks the whole machine.
+/// - Our own stdout or stderr, by any name (`/dev/stdout`, `/proc/self/fd/1`,
+///   or the file it is redirected to), is written to directly: replacing
+///   the file would discard what the shell appended to it before and after.
+/// - A symlink is followed, as the kernel's `fs.protected_symlinks` allows:
+///   not one owned by another user in a sticky, world-writable directory
+///   such as `/tmp`, and not a dangling one (`cp` refuses those too).
+/// - A FIFO or character device (`/dev/null`) is written in place: renaming
+///   over a device node would replace it with a regular file, which as root
+///   breaks the whole machine. A FIFO nobody reads is an error, not a hang.
+///   Directories and block devices are refused.
 /// - The temporary file is created with `O_EXCL`, so a planted file or
 ///   symlink at that name is never followed.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
-            Ok(t) => t,
-            // A dangling link: create the file it names, as `cp` would.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let link = std::fs::read_link(path)?;
-                match path.parent() {
-                    Some(dir) if link.is_relative() => dir.join(link),
-                    _ => link,
-                }
-            }
-            Err(e) => return Err(e),
-        },
-        _ => path.to_path_buf(),
-    };
+    if let Some(mut stream) = standard_stream(path) {
+        stream.write_all(contents)?;
+        return stream.flush();
+    }
+    let target = follow_link(path)?;
     let existing = match std::fs::metadata(&target) {
         Ok(meta) => Some(meta),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
     if let Some(meta) = &existing {
-        if meta.is_dir() {
-            return Err(std::io::Error::other("the output path is a directory"));
-        }
         if !meta.is_file() {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&target)?;
-            return f.write_all(contents);
+            return open_in_place(&target, meta.file_type())?.write_all(contents);
         }
     }
     let dir = match target.parent() {
@@ -64,6 +56,93 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Our stdout or stderr when `path` is the same file (same device and
+/// inode), so writes go through the open descriptor and its offset.
+fn standard_stream(path: &Path) -> Option<Box<dyn Write>> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let same = |fd: std::os::fd::BorrowedFd<'_>| {
+        let m = std::fs::File::from(fd.try_clone_to_owned().ok()?)
+            .metadata()
+            .ok()?;
+        Some(m.dev() == meta.dev() && m.ino() == meta.ino())
+    };
+    if same(std::io::stdout().as_fd()) == Some(true) {
+        return Some(Box::new(std::io::stdout()));
+    }
+    if same(std::io::stderr().as_fd()) == Some(true) {
+        return Some(Box::new(std::io::stderr()));
+    }
+    None
+}
+
+/// The file `path` names, through a symlink the kernel would follow.
+fn follow_link(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => m,
+        _ => return Ok(path.to_path_buf()),
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir_meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let shared = dir_meta.mode() & 0o1002 == 0o1002;
+    if shared && link.uid() != euid && link.uid() != dir_meta.uid() {
+        return Err(std::io::Error::other(
+            "it is a symlink owned by another user in a shared directory; not following it (as the kernel's fs.protected_symlinks does)",
+        ));
+    }
+    std::fs::canonicalize(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            std::io::Error::other("it is a dangling symlink; not writing through it")
+        } else {
+            e
+        }
+    })
+}
+
+/// Opens an existing non-regular file for writing in place.
+fn open_in_place(target: &Path, kind: std::fs::FileType) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    if kind.is_dir() {
+        return Err(std::io::Error::other("it is a directory"));
+    }
+    if kind.is_block_device() {
+        return Err(std::io::Error::other(
+            "it is a block device; refusing to write a manifest onto it",
+        ));
+    }
+    if !kind.is_fifo() {
+        return std::fs::OpenOptions::new().write(true).open(target);
+    }
+    // A blocking open of a FIFO waits for a reader forever.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(target)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                std::io::Error::other("it is a FIFO that no process is reading")
+            } else {
+                e
+            }
+        })?;
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
 }
 
 /// Creates `.NAME.egressgen-PID-N.tmp` in `dir` with `O_EXCL`, trying a few
@@ -130,4 +209,29 @@ pub fn unified_diff(old_name: &str, old: &str, new_name: &str, new: &str, color:
 /// Colour stdout only on a terminal, and never when `NO_COLOR` is set.
 pub fn stdout_color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block device is refused before anything is opened, so a typo such
+    /// as `-o /dev/sda` cannot write a manifest onto a disk. Only metadata
+    /// of an existing device is read here.
+    #[test]
+    fn block_devices_are_refused_before_opening() {
+        use std::os::unix::fs::FileTypeExt;
+        let Some(dev) = std::fs::read_dir("/dev")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+        else {
+            eprintln!("skipped: no block device in /dev");
+            return;
+        };
+        let kind = dev.file_type().unwrap();
+        let err = open_in_place(&dev.path(), kind).unwrap_err();
+        assert!(err.to_string().contains("block device"), "{err}");
+    }
 }

@@ -1110,6 +1110,20 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
         err.contains("upstream port 443 is not one of the config's ports"),
         "{err}"
     );
+    // The same address twice would bind twice (SO_REUSEPORT) and split
+    // connections between the two ports at random.
+    let out = bin()
+        .args(["serve", "-c", cfg, "--workers", "2"])
+        .args(["--listen", &format!("127.0.0.1:38443={port_a}")])
+        .args(["--listen", &format!("127.0.0.1:38443={port_b}")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--listen 127.0.0.1:38443 is given twice"),
+        "{err}"
+    );
     let out = bin()
         .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0=0"])
         .output()

@@ -146,6 +146,16 @@ fn upstream_ports(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    for (i, l) in listen.iter().enumerate() {
+        // With SO_REUSEPORT both would bind, and the kernel would split
+        // connections between their upstream ports at random.
+        if l.addr.port() != 0 && listen[..i].iter().any(|o| o.addr == l.addr) {
+            bail!(
+                "--listen {} is given twice\n  help: give each listener its own address",
+                l.addr
+            );
+        }
+    }
     listen
         .iter()
         .map(|l| {

@@ -734,10 +734,9 @@ mod pool {
 }
 
 /// Relays until both directions have closed, an error, or `idle` passes
-/// with no byte moving either way. Returns bytes client→upstream (starting
-/// with `pending`), bytes upstream→client, and how it ended.
-/// Relays both ways. `pending` is the hello and how much of it
-/// [`dial`] already sent.
+/// with no byte moving either way. `pending` is the hello and how much of
+/// it [`dial`] already sent. Returns bytes client→upstream (the whole hello
+/// included), bytes upstream→client, and how it ended.
 async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
