@@ -1301,3 +1301,67 @@ async fn hello_waits_for_a_slow_upstream_handshake() {
     assert!(log[0].contains("decision=allowed"), "{}", log[0]);
     p.stop().await;
 }
+
+/// Resolves every name to the same addresses, in order.
+struct Fixed(egressgen::serve::resolve::Addrs);
+
+impl egressgen::serve::resolve::Resolver for Fixed {
+    fn resolve(
+        &self,
+        _host: &str,
+        _port: u16,
+    ) -> impl std::future::Future<Output = std::io::Result<egressgen::serve::resolve::Addrs>> + Send
+    {
+        let addrs = self.0.clone();
+        async move { Ok(addrs) }
+    }
+}
+
+/// A name with several addresses: one that refuses is skipped and the next
+/// is used, over IPv6 and IPv4 alike, and the log names the one used.
+#[tokio::test]
+async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
+    use egressgen::serve::resolve::Addrs;
+    let v4 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = v4.local_addr().unwrap().port();
+    // Nothing listens on [::1] at that port; the IPv6 upstream is elsewhere.
+    let v6 = TcpListener::bind("[::1]:0").await.unwrap();
+    let v6_addr = v6.local_addr().unwrap();
+    let hello = build::records(&build::hello(Some(b"multi.test.local"), false, 0), 1 << 14);
+    for (addrs, up, want) in [
+        (
+            Addrs::Many(
+                vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()].into(),
+                port,
+            ),
+            &v4,
+            format!("upstream=127.0.0.1:{port}"),
+        ),
+        (Addrs::One(v6_addr), &v6, format!("upstream={v6_addr}")),
+    ] {
+        let (allowlist, _) = Allowlist::parse(["*.test.local"]).unwrap();
+        let log = Sink::default();
+        let proxy = Arc::new(Proxy {
+            allowlist,
+            resolver: Fixed(addrs),
+            settings: Settings::default(),
+            log: AccessLog::new(Box::new(log.clone()), Format::Text, true),
+            learned: Default::default(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let done = tokio::spawn(proxy::serve(proxy, vec![listener], async {
+            let _ = rx.await;
+        }));
+        let got = tokio::time::timeout(Duration::from_secs(10), replayed(addr, up, &hello))
+            .await
+            .expect("no upstream got the hello");
+        assert!(got == hello);
+        let _ = tx.send(());
+        done.await.unwrap();
+        let line = log.lines(1).await.remove(0);
+        assert!(line.contains(&want), "{line}");
+        assert!(line.contains("decision=allowed"), "{line}");
+    }
+}
