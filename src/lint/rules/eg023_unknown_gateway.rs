@@ -5,10 +5,15 @@
 //! `name` is a Gateway in the VirtualService's namespace, `ns/name` (or
 //! `./name`) one in namespace `ns`, and the legacy `name.ns.svc.cluster.local`
 //! one in `ns`. Checked when the input holds at least one Gateway: without
-//! any, the Gateway may sit in a file that was not linted. A name within two
-//! edits of `mesh` (`mehs`, `Mesh`, `mesh1`) is reported even then, as a
-//! misspelt `mesh`; if a Gateway of such a name really exists elsewhere,
-//! lint it along or silence the resource with `egressgen.io/ignore: EG023`.
+//! any, the Gateway may sit in a file that was not linted. A misspelt `mesh`
+//! is reported even then: a case variant (`Mesh`, `MESH`) or a name one edit
+//! (insert, delete, substitute) or one swap of neighbours away (`mehs`,
+//! `msh`, `mes`, `mesh1`). Names further off (`test`, `west`, `desk`) are
+//! ordinary gateway names and are left alone without Gateways. If a Gateway
+//! of a near-`mesh` name really exists elsewhere, lint it along or silence
+//! the resource with `egressgen.io/ignore: EG023`. With Gateways in the
+//! input every unknown name is reported; only the near-`mesh` ones get the
+//! "did you mean `mesh`" help.
 //!
 //! ## Why is this bad?
 //! Istio binds a route only to the proxies its gateways name and ignores a
@@ -159,17 +164,19 @@ fn resolve<'a>(reference: &'a str, vs_ns: Option<&'a str>) -> (Option<&'a str>, 
     (vs_ns, reference)
 }
 
-/// A name within two edits (insert, delete, substitute, swap two neighbours)
-/// of `mesh`, ignoring case, that is not `mesh` itself: `mehs`, `Mesh`,
-/// `mesh1`, `msh`. Names with `/` or `.` are deliberate Gateway references.
+/// A misspelt `mesh`: not `mesh` itself, but a case variant of it (`Mesh`,
+/// `MESH`) or, ignoring case, one edit (insert, delete, substitute) or one
+/// swap of neighbours away (`mehs`, `msh`, `mes`, `mesh1`). Two edits would
+/// take in ordinary gateway names (`test`, `west`, `desk`, `fresh`). Names
+/// with `/` or `.` are deliberate Gateway references.
 fn looks_like_mesh(name: &str) -> bool {
     if name == MESH || name.contains('/') || name.contains('.') {
         return false;
     }
     let lower = name.trim().to_ascii_lowercase();
-    // Two edits cannot bridge a longer length difference; this also keeps a
+    // One edit cannot bridge a longer length difference; this also keeps a
     // huge name from being compared at all.
-    lower.len() <= MESH.len() + 2 && edit_distance(&lower, MESH) <= 2
+    lower.chars().nth(MESH.len() + 1).is_none() && edit_distance(&lower, MESH) <= 1
 }
 
 /// Optimal string alignment distance (Levenshtein plus adjacent swaps).

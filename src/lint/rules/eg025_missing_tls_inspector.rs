@@ -1,7 +1,11 @@
 //! ## What it does
-//! Reports a listener added by an EnvoyFilter (the SNI forwarder's internal
-//! listener) that matches filter chains by `server_names` but has no working
-//! TLS inspector listener filter. Also checked: `transport_protocol: tls`,
+//! Reports a listener added by an EnvoyFilter `LISTENER` patch with
+//! `operation: ADD` (the SNI forwarder's internal listener) that matches
+//! filter chains by `server_names` but has no working TLS inspector listener
+//! filter. A `MERGE` is not checked: it changes a listener istiod generated,
+//! which keeps its own listener filters (`patchListener` in istio/istio
+//! `envoyfilter/listener_patch.go` merges the value into it; `ADD`,
+//! `MERGE` and `REMOVE` are the only listener-level operations there). Also checked: `transport_protocol: tls`,
 //! and an `envoy.filters.listener.tls_inspector` entry whose `typed_config`
 //! has another `@type`, or none. Envoy picks an extension by its
 //! `typed_config` type URL, not by its name (Envoy 1.22 release notes: "type
@@ -77,7 +81,9 @@ const SUGGESTED: &str = "add `listener_filters: [{name: envoy.filters.listener.t
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     for p in &model.patches {
-        if p.apply_to != "LISTENER" {
+        // Only an ADD brings a listener of its own; a MERGE keeps the
+        // generated listener's listener filters.
+        if p.apply_to != "LISTENER" || p.operation != "ADD" {
             continue;
         }
         let Some(value) = model.resources[p.resource]
