@@ -483,10 +483,20 @@ impl Model {
                 }
             }
         }
+        let internal = value.get("internal_listener").is_some();
         let chains = value.list("filter_chains");
         for (ci, chain) in chains.iter().enumerate() {
             let cpath = format!("{vpath}.filter_chains[{ci}]");
-            if let Some(m) = chain.get("filter_chain_match") {
+            // Names are an allowlist copy only where they lead to the
+            // forwarder: on the internal listener, or in a chain with the
+            // SNI forward proxy. Another listener's `server_names` (a TLS
+            // ingress on the same gateway) are not.
+            let forwards = chain.list("filters").iter().any(|f| {
+                f.path(&["typed_config", "@type"])
+                    .and_then(Node::as_str)
+                    .is_some_and(|t| t.ends_with("sni_dynamic_forward_proxy.v3.FilterConfig"))
+            });
+            if let (Some(m), true) = (chain.get("filter_chain_match"), internal || forwards) {
                 if let Some((k, v)) = m.entry("server_names") {
                     let path = format!("{cpath}.filter_chain_match.server_names");
                     let mut list = host_list(Place::ServerNames, i, k, v, &path);
