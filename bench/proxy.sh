@@ -16,7 +16,7 @@
 # Knobs (environment): ROUNDS=5 DURATION=4 (seconds per wrk run) LAT_SAMPLES=300
 #   IDLE_CONNS=10000 WRK_THREADS=2 WRK_CONNS=16 SKIP_BUILD=1 SKIP_IDLE=1 EG_EXTRA="--workers 1"
 #   PROFILE=1 (perf-sample egressgen's runs; PROFILE_CALLGRAPH=1 adds DWARF call graphs)
-#   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" (also: egressgen-alt, nginx-half-close)
+#   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" (also: egressgen-alt, nginx-half-close, nginx-reuseport)
 #   TESTS="bulk conn keepalive latency"
 set -euo pipefail
 
@@ -46,7 +46,8 @@ DENIED=denied.bench.test
 
 BACKEND_PORT=18443
 declare -A PORT=([direct]=$BACKEND_PORT [egressgen]=18401 [nginx]=18402 [haproxy]=18403
-  [haproxy-splice]=18404 [sniproxy]=18405 [egressgen-alt]=18406 [nginx-half-close]=18407)
+  [haproxy-splice]=18404 [sniproxy]=18405 [egressgen-alt]=18406 [nginx-half-close]=18407
+  [nginx-reuseport]=18408)
 declare -A PID=()
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -113,7 +114,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
 
-for name in direct egressgen nginx haproxy haproxy-splice sniproxy egressgen-alt nginx-half-close; do
+for name in direct egressgen nginx haproxy haproxy-splice sniproxy egressgen-alt nginx-half-close nginx-reuseport; do
   if [[ -n $(ss -ltnH "sport = :${PORT[$name]}") ]]; then
     echo "bench: port ${PORT[$name]} (for $name) is already in use" >&2
     exit 2
@@ -159,7 +160,7 @@ EOF
 # ---------------------------------------------------------------- peers, one allowlist
 # Allowlist: api.bench.test, registry.example.org, *.cdn.bench.test. Every peer maps those
 # names to the backend and refuses everything else.
-nginx_conf() { # $1 name (config and pid), $2 port, $3 extra server line
+nginx_conf() { # $1 name (config and pid), $2 port, $3 extra server line, $4 listen options
   cat <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes auto;
@@ -176,7 +177,7 @@ stream {
     default               127.0.0.1:9;
   }
   server {
-    listen 127.0.0.1:$2;
+    listen 127.0.0.1:$2 ${4:-};
     ssl_preread on;
     preread_timeout 10s;
     proxy_connect_timeout 5s;
@@ -190,6 +191,9 @@ nginx_conf nginx "${PORT[nginx]}" "" >"$WORK/nginx.conf"
 # The same with half-close, which egressgen (like Envoy's tcp_proxy) always does: nginx by
 # default closes both sides as soon as one side closes.
 nginx_conf nginx-half-close "${PORT[nginx-half-close]}" "proxy_half_close on;" >"$WORK/nginx-half-close.conf"
+# One SO_REUSEPORT listener per worker, as egressgen has, instead of one shared listener that
+# wakes an idle worker (EPOLLEXCLUSIVE).
+nginx_conf nginx-reuseport "${PORT[nginx-reuseport]}" "" reuseport >"$WORK/nginx-reuseport.conf"
 
 haproxy_conf() { # $1 port, $2 extra defaults line
   cat <<EOF
@@ -282,6 +286,7 @@ for peer in $PEERS; do
     egressgen-alt) start egressgen-alt "$EG_ALT_BIN" "${EG_ALT_ARGS[@]}" ;;
     nginx) start nginx nginx -p "$WORK" -c "$WORK/nginx.conf" -g 'daemon off;' ;;
     nginx-half-close) start nginx-half-close nginx -p "$WORK" -c "$WORK/nginx-half-close.conf" -g 'daemon off;' ;;
+    nginx-reuseport) start nginx-reuseport nginx -p "$WORK" -c "$WORK/nginx-reuseport.conf" -g 'daemon off;' ;;
     haproxy) start haproxy haproxy -db -f "$WORK/haproxy.cfg" ;;
     haproxy-splice) start haproxy-splice haproxy -db -f "$WORK/haproxy-splice.cfg" ;;
     sniproxy) start sniproxy sniproxy -f -c "$WORK/sniproxy.conf" ;;

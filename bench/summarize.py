@@ -12,13 +12,14 @@ import sys
 from collections import defaultdict
 
 GIB = 1 << 30
-PEER_ORDER = ["direct", "egressgen", "egressgen-alt", "nginx", "nginx-half-close", "haproxy", "haproxy-splice", "sniproxy"]
+PEER_ORDER = ["direct", "egressgen", "egressgen-alt", "nginx", "nginx-half-close", "nginx-reuseport", "haproxy", "haproxy-splice", "sniproxy"]
 LABEL = {
     "direct": "direct (limit)",
     "egressgen": "**egressgen serve**",
     "egressgen-alt": "egressgen serve (alt)",
     "nginx": "nginx stream + ssl_preread",
     "nginx-half-close": "nginx + proxy_half_close",
+    "nginx-reuseport": "nginx + listen reuseport",
     "haproxy": "HAProxy",
     "haproxy-splice": "HAProxy + splice-auto",
     "sniproxy": "sniproxy",
