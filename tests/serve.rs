@@ -184,6 +184,19 @@ async fn start(allow: &[&str], pins: &[String], settings: Settings) -> Running {
     }
 }
 
+/// A ClientHello for `name`, no ECH, no padding, in one record.
+fn hello_for(name: &[u8]) -> Vec<u8> {
+    build::records(&build::hello(Some(name), false, 0), 1 << 14)
+}
+
+/// A proxy allowing `allow`, with every name pinned to a fresh plain-TCP
+/// upstream, which is returned for the test to accept on.
+async fn start_with_upstream(allow: &[&str], settings: Settings) -> (Running, TcpListener) {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    (start(allow, &[format!("*={up_addr}")], settings).await, up)
+}
+
 async fn start_tls(allow: &[&str], settings: Settings) -> Running {
     let backend = tls_backend().await;
     start(allow, &[format!("*={backend}")], settings).await
@@ -295,7 +308,7 @@ const ALERT_UNRECOGNIZED_NAME: &[u8] = &[21, 3, 3, 0, 2, 2, 112];
 #[tokio::test]
 async fn refuses_names_as_envoy_does() {
     let p = start_tls(&["*.test.local"], Settings::default()).await;
-    let hello = |n: &[u8]| build::records(&build::hello(Some(n), false, 0), 1 << 14);
+    let hello = |n: &[u8]| hello_for(n);
     // Trailing dot, NUL, IP literal, no SNI: refused with unrecognized_name.
     for name in [
         &b"a.test.local."[..],
@@ -338,15 +351,8 @@ async fn refuses_names_as_envoy_does() {
 
 #[tokio::test]
 async fn uppercase_names_are_lowercased_then_matched() {
-    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = up.local_addr().unwrap();
-    let p = start(
-        &["*.test.local"],
-        &[format!("*={up_addr}")],
-        Settings::default(),
-    )
-    .await;
-    let hello = build::records(&build::hello(Some(b"API.Test.LOCAL"), false, 0), 1 << 14);
+    let (p, up) = start_with_upstream(&["*.test.local"], Settings::default()).await;
+    let hello = hello_for(b"API.Test.LOCAL");
     assert_eq!(
         replayed(p.addr, &up, &hello).await,
         hello,
@@ -430,14 +436,7 @@ async fn every_client_hello_shape_passes() {
 
 #[tokio::test]
 async fn ech_outer_hellos_and_huge_hellos() {
-    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = up.local_addr().unwrap();
-    let p = start(
-        &["public.test.local"],
-        &[format!("*={up_addr}")],
-        Settings::default(),
-    )
-    .await;
+    let (p, up) = start_with_upstream(&["public.test.local"], Settings::default()).await;
     // An ECH outer hello is matched by its outer (public) name.
     let ech = build::records(&build::hello(Some(b"public.test.local"), true, 0), 1 << 14);
     assert_eq!(replayed(p.addr, &up, &ech).await, ech);
@@ -469,15 +468,8 @@ async fn ech_outer_hellos_and_huge_hellos() {
 
 #[tokio::test]
 async fn half_close_is_propagated_both_ways() {
-    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = up.local_addr().unwrap();
-    let p = start(
-        &["*.test.local"],
-        &[format!("*={up_addr}")],
-        Settings::default(),
-    )
-    .await;
-    let hello = build::records(&build::hello(Some(b"h.test.local"), false, 0), 1 << 14);
+    let (p, up) = start_with_upstream(&["*.test.local"], Settings::default()).await;
+    let hello = hello_for(b"h.test.local");
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     c.write_all(&hello).await.unwrap();
     c.write_all(b"request").await.unwrap();
@@ -512,7 +504,7 @@ async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
     };
     let p = start_tls(&["*.test.local"], settings).await;
     // A slowloris: a valid hello, one byte every 100 ms.
-    let hello = build::records(&build::hello(Some(b"s.test.local"), false, 0), 1 << 14);
+    let hello = hello_for(b"s.test.local");
     let slow = tokio::spawn(async move {
         let mut s = TcpStream::connect(p.addr).await.unwrap();
         let started = std::time::Instant::now();
@@ -1018,13 +1010,11 @@ async fn serve_spelling_config_file_and_ipv6() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_flows_are_byte_exact_with_and_without_splice() {
     for splice in [true, false] {
-        let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up_addr = up.local_addr().unwrap();
         let settings = Settings {
             splice,
             ..Settings::default()
         };
-        let p = start(&["*.test.local"], &[format!("*={up_addr}")], settings).await;
+        let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
         // The backend echoes everything, then closes after the client's FIN.
         tokio::spawn(async move {
             let (s, _) = up.accept().await.unwrap();
@@ -1032,7 +1022,7 @@ async fn long_flows_are_byte_exact_with_and_without_splice() {
             tokio::io::copy(&mut r, &mut w).await.unwrap();
             w.shutdown().await.unwrap();
         });
-        let mut sent = build::records(&build::hello(Some(b"bulk.test.local"), false, 0), 1 << 14);
+        let mut sent = hello_for(b"bulk.test.local");
         sent.extend_from_slice(&pattern(24 << 20, 9));
         let c = TcpStream::connect(p.addr).await.unwrap();
         let (mut r, mut w) = c.into_split();
@@ -1157,7 +1147,7 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
         )),
         "{summary}"
     );
-    let hello = build::records(&build::hello(Some(b"a.test.local"), false, 0), 1 << 14);
+    let hello = hello_for(b"a.test.local");
     let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
     // The pin has no port, so the listener's upstream port decides.
     assert_eq!(
@@ -1180,23 +1170,17 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
 /// bench/proxy.sh: a 1 GiB download stopped at 636 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spliced_flow_of_small_segments_to_a_slow_client_completes() {
-    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_addr = up.local_addr().unwrap();
-    let p = start(
-        &["*.test.local"],
-        &[format!("*={up_addr}")],
-        Settings::default(),
-    )
-    .await;
+    let (p, up) = start_with_upstream(&["*.test.local"], Settings::default()).await;
     assert!(p_splices(), "this test needs splice (Linux)");
-    let hello = build::records(&build::hello(Some(b"small.test.local"), false, 0), 1 << 14);
+    let hello = hello_for(b"small.test.local");
     let bulk = pattern(2 << 20, 3); // past SPLICE_AFTER: the flow splices
     let small = pattern(4 << 20, 4);
     let expected: Vec<u8> = bulk.iter().chain(&small).copied().collect();
+    let hello_len = hello.len();
     let server = tokio::spawn(async move {
         let (mut s, _) = up.accept().await.unwrap();
         s.set_nodelay(true).unwrap();
-        let mut h = vec![0; hello_len()];
+        let mut h = vec![0; hello_len];
         s.read_exact(&mut h).await.unwrap();
         s.write_all(&bulk).await.unwrap();
         for chunk in small.chunks(200) {
@@ -1234,10 +1218,6 @@ fn p_splices() -> bool {
     Settings::default().splice
 }
 
-fn hello_len() -> usize {
-    build::records(&build::hello(Some(b"small.test.local"), false, 0), 1 << 14).len()
-}
-
 /// The slow connect path: the upstream's accept queue is full, so its
 /// kernel drops our SYN and `connect()` is still in progress when the hello
 /// would go out. The hello must wait for the handshake (the SYN is resent
@@ -1268,7 +1248,7 @@ async fn hello_waits_for_a_slow_upstream_handshake() {
         Settings::default(),
     )
     .await;
-    let hello = build::records(&build::hello(Some(b"slow.test.local"), false, 0), 1 << 14);
+    let hello = hello_for(b"slow.test.local");
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     c.write_all(&hello).await.unwrap();
     c.write_all(b"after").await.unwrap();
@@ -1327,7 +1307,7 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
     // Nothing listens on [::1] at that port; the IPv6 upstream is elsewhere.
     let v6 = TcpListener::bind("[::1]:0").await.unwrap();
     let v6_addr = v6.local_addr().unwrap();
-    let hello = build::records(&build::hello(Some(b"multi.test.local"), false, 0), 1 << 14);
+    let hello = hello_for(b"multi.test.local");
     for (addrs, up, want) in [
         (
             Addrs::Many(
