@@ -952,6 +952,49 @@ fn bad_flags_exit_2_before_serving() {
     drop(taken);
 }
 
+/// Workers share an address through a `SO_REUSEPORT` group, which a second
+/// proxy of the same user could join silently and take half the
+/// connections. It must fail like any taken port instead.
+#[test]
+fn a_second_proxy_on_the_same_address_exits_2() {
+    let allow = ["--allow", "*.test.local"];
+    let (mut first, addr, _log) = spawn(&[
+        allow[0],
+        allow[1],
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    let addr = addr.to_string();
+    for workers in ["1", "2"] {
+        let mut second = bin()
+            .arg("serve")
+            .args(allow)
+            .args(["--listen", &addr, "--workers", workers])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while second.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                second.kill().unwrap();
+                panic!("--workers {workers}: the second proxy is serving");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = second.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--workers {workers}: {err}");
+        assert!(
+            err.contains(&format!("cannot listen on {addr}: Address already in use")),
+            "--workers {workers}: {err}"
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
 #[tokio::test]
 async fn serve_spelling_config_file_and_ipv6() {
     let backend = tls_backend().await;

@@ -7,6 +7,7 @@
 //! checks every flag and binds every address before serving anything, so bad
 //! input exits 2 with nothing served. The work is done by:
 //! - [`hello`]: the ClientHello codec (pure, no I/O);
+//! - [`listen`]: binding, and how workers share an address;
 //! - [`proxy`]: accept, bounds, relay, drain;
 //! - [`resolve`]: `--resolve` pins and the cached system resolver;
 //! - [`log`]: the access log;
@@ -14,6 +15,7 @@
 
 pub mod hello;
 pub mod learn;
+pub mod listen;
 pub mod log;
 pub mod proxy;
 pub mod resolve;
@@ -89,6 +91,10 @@ pub struct ServeArgs {
     /// listeners [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Which worker takes a new connection: the one for the CPU it arrived
+    /// on, or by the kernel's hash of its addresses.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub balance: listen::Balance,
     /// Run the workers as one work-stealing runtime sharing one listener per
     /// address, instead of one event loop per worker.
     #[arg(long)]
@@ -241,6 +247,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let work_stealing = args.work_stealing;
+    let balance = args.balance;
     let listen = args.listen.clone();
     let entries = allowlist.len();
     let learn = args.learn;
@@ -264,13 +271,9 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         let mut sockets: Vec<Vec<(std::net::TcpListener, u16)>> =
             (0..loops).map(|_| Vec::new()).collect();
         for (l, &port) in listen.iter().zip(&ports) {
-            let first = bind(l.addr, loops > 1)?;
-            let actual = first
-                .local_addr()
-                .with_context(|| format!("cannot listen on {}", l.addr))?;
-            sockets[0].push((first, port));
-            for w in sockets.iter_mut().skip(1) {
-                w.push((bind(actual, true)?, port));
+            let group = listen::bind_group(l.addr, loops, balance)?;
+            for (w, socket) in sockets.iter_mut().zip(group) {
+                w.push((socket, port));
             }
         }
         Ok::<_, anyhow::Error>((shutdown, sockets))
@@ -397,40 +400,6 @@ fn open_log(spec: Option<&str>, format: Format) -> Result<AccessLog> {
             AccessLog::new(Box::new(f), format, false)
         }
     })
-}
-
-/// Binds with `SO_REUSEADDR`, and `IPV6_V6ONLY` on IPv6 so `0.0.0.0:P` and
-/// `[::]:P` can be listened on together. With several workers each binds
-/// its own socket with `SO_REUSEPORT`.
-fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    use std::os::fd::AsRawFd;
-    let what = || format!("cannot listen on {addr}");
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).with_context(what)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).with_context(what)?;
-    }
-    socket.set_reuse_address(true).with_context(what)?;
-    if reuse_port {
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt on an open socket with a valid int option.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_REUSEPORT,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(what);
-        }
-    }
-    socket.set_nonblocking(true).with_context(what)?;
-    socket.bind(&addr.into()).with_context(what)?;
-    socket.listen(4096).with_context(what)?;
-    Ok(socket.into())
 }
 
 /// Raises the soft open-file limit to the hard one, as servers usually do,
