@@ -1,14 +1,21 @@
 //! `egressgen lint` from the outside: exit codes 0/1/2, stdin, bad input,
 //! and agreement with `render --check`.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
 
 use assert_cmd::Command;
+use assert_cmd::assert::Assert;
 use predicates::prelude::*;
 
 fn egressgen() -> Command {
     Command::cargo_bin("egressgen").unwrap()
+}
+
+/// `egressgen lint ARGS`, run to completion.
+fn lint<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Assert {
+    egressgen().arg("lint").args(args).assert()
 }
 
 fn fixture(name: &str) -> String {
@@ -21,9 +28,7 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn clean_manifest_exits_0_with_a_summary_on_stderr() {
-    egressgen()
-        .args(["lint", &fixture("clean_rendered.yaml")])
-        .assert()
+    lint([&fixture("clean_rendered.yaml")])
         .code(0)
         .stdout("")
         .stderr(predicate::str::starts_with(
@@ -34,14 +39,7 @@ fn clean_manifest_exits_0_with_a_summary_on_stderr() {
 #[test]
 fn findings_exit_1_whatever_the_format() {
     for format in ["text", "json", "sarif", "github"] {
-        egressgen()
-            .args([
-                "lint",
-                "--format",
-                format,
-                &fixture("eg011_missing_subset.yaml"),
-            ])
-            .assert()
+        lint(["--format", format, &fixture("eg011_missing_subset.yaml")])
             .code(1)
             .stdout(predicate::str::contains("EG011"))
             .stderr(predicate::str::contains("Found 1 error and 0 warnings"));
@@ -51,23 +49,16 @@ fn findings_exit_1_whatever_the_format() {
 #[test]
 fn warnings_pass_unless_denied() {
     let f = fixture("eg020_mesh_wide_telemetry.yaml");
-    egressgen().args(["lint", &f]).assert().code(0);
-    egressgen()
-        .args(["lint", "--deny-warnings", &f])
-        .assert()
+    lint([&f]).code(0);
+    lint(["--deny-warnings", &f])
         .code(1)
         .stdout(predicate::str::contains("warning[EG020]"));
-    egressgen()
-        .args(["lint", "--ignore", "EG020", "--deny-warnings", &f])
-        .assert()
-        .code(0);
+    lint(["--ignore", "EG020", "--deny-warnings", &f]).code(0);
 }
 
 #[test]
 fn the_reference_manifest_fails_on_its_risky_scope() {
-    egressgen()
-        .args(["lint", &fixture("seed_reference.yaml")])
-        .assert()
+    lint([&fixture("seed_reference.yaml")])
         .code(1)
         .stdout(predicate::str::contains(
             ":188:5: error[EG018] EnvoyFilter istio-system/sni-magic",
@@ -89,9 +80,7 @@ fn stdin_is_named_by_stdin_filename() {
 
 #[test]
 fn sarif_stdout_is_only_sarif_even_when_clean() {
-    let out = egressgen()
-        .args(["lint", "--format", "sarif", &fixture("clean_rendered.yaml")])
-        .assert()
+    let out = lint(["--format", "sarif", &fixture("clean_rendered.yaml")])
         .code(0)
         .get_output()
         .stdout
@@ -102,9 +91,7 @@ fn sarif_stdout_is_only_sarif_even_when_clean() {
 
 #[test]
 fn missing_path_exits_2() {
-    egressgen()
-        .args(["lint", "/nonexistent/egress.yaml"])
-        .assert()
+    lint(["/nonexistent/egress.yaml"])
         .code(2)
         .stdout("")
         .stderr(predicate::str::contains(
@@ -116,10 +103,7 @@ fn missing_path_exits_2() {
 fn directory_without_yaml_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
-    egressgen()
-        .arg("lint")
-        .arg(dir.path())
-        .assert()
+    lint([dir.path()])
         .code(2)
         .stderr(predicate::str::contains("directory holds no YAML files"));
 }
@@ -129,14 +113,9 @@ fn binary_garbage_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("image.yaml");
     std::fs::write(&f, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\xff\xfe").unwrap();
-    egressgen()
-        .arg("lint")
-        .arg(&f)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            ":3:1: error: not a YAML text file: binary data (a NUL byte) at byte 8",
-        ));
+    lint([&f]).code(2).stderr(predicate::str::contains(
+        ":3:1: error: not a YAML text file: binary data (a NUL byte) at byte 8",
+    ));
 }
 
 #[test]
@@ -146,10 +125,7 @@ fn huge_file_exits_2_without_reading_it_all() {
     // Sparse: costs no disk.
     let file = std::fs::File::create(&f).unwrap();
     file.set_len(300 * 1024 * 1024).unwrap();
-    egressgen()
-        .arg("lint")
-        .arg(&f)
-        .assert()
+    lint([&f])
         .code(2)
         .stderr(predicate::str::contains("input is larger than 256 MiB"));
 }
@@ -164,10 +140,7 @@ fn malformed_yaml_exits_2_with_file_line_col() {
     )
     .unwrap();
     let shown = f.display().to_string();
-    egressgen()
-        .arg("lint")
-        .arg(&f)
-        .assert()
+    lint([&f])
         .code(2)
         .stdout("")
         .stderr(
@@ -197,23 +170,17 @@ fn malformed_multi_document_input_ends() {
 
 #[test]
 fn unknown_ignore_code_and_bad_glob_exit_2() {
-    egressgen()
-        .args(["lint", "--ignore", "EG999", &fixture("clean_rendered.yaml")])
-        .assert()
+    lint(["--ignore", "EG999", &fixture("clean_rendered.yaml")])
         .code(2)
         .stderr(predicate::str::contains("--ignore `EG999`: no such code"));
-    egressgen()
-        .args(["lint", "--exclude", "a[", &fixture("clean_rendered.yaml")])
-        .assert()
+    lint(["--exclude", "a[", &fixture("clean_rendered.yaml")])
         .code(2)
         .stderr(predicate::str::contains("--exclude `a[`"));
 }
 
 #[test]
 fn explain_prints_the_rule_doc() {
-    egressgen()
-        .args(["lint", "--explain", "eg019"])
-        .assert()
+    lint(["--explain", "eg019"])
         .code(0)
         .stdout(predicate::str::starts_with(
             "# EG019 (merge-without-port, error)",
@@ -245,20 +212,14 @@ fn render_check_passing_implies_lint_config_clean() {
         .arg(&manifest)
         .assert()
         .code(0);
-    egressgen()
-        .arg("render")
-        .arg("-c")
-        .arg(&cfg)
-        .arg("--check")
-        .arg(&manifest)
-        .assert()
-        .code(0);
-    egressgen()
-        .arg("lint")
-        .arg("-c")
-        .arg(&cfg)
-        .arg(&manifest)
-        .assert()
+    let check = || {
+        egressgen()
+            .args([OsStr::new("render"), OsStr::new("-c"), cfg.as_os_str()])
+            .args([OsStr::new("--check"), manifest.as_os_str()])
+            .assert()
+    };
+    check().code(0);
+    lint([OsStr::new("-c"), cfg.as_os_str(), manifest.as_os_str()])
         .code(0)
         .stdout("");
 
@@ -269,20 +230,8 @@ fn render_check_passing_implies_lint_config_clean() {
         text.replacen("- h7.example7.com\n", "- h7.example7.org\n", 1),
     )
     .unwrap();
-    egressgen()
-        .arg("render")
-        .arg("-c")
-        .arg(&cfg)
-        .arg("--check")
-        .arg(&manifest)
-        .assert()
-        .code(1);
-    egressgen()
-        .arg("lint")
-        .arg("-c")
-        .arg(&cfg)
-        .arg(&manifest)
-        .assert()
+    check().code(1);
+    lint([OsStr::new("-c"), cfg.as_os_str(), manifest.as_os_str()])
         .code(1)
         .stdout(predicate::str::contains("error[EG003] `h7.example7.org`"))
         .stdout(predicate::str::contains("error[EG004] `h7.example7.com`"));
@@ -291,20 +240,17 @@ fn render_check_passing_implies_lint_config_clean() {
 #[test]
 fn exclude_glob_skips_a_folder() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_dirs/split");
-    egressgen()
-        .arg("lint")
-        .arg(&dir)
-        .assert()
+    lint([&dir])
         .code(1)
         .stdout(predicate::str::contains("stray.example.com"));
-    egressgen()
-        .arg("lint")
-        .arg(&dir)
-        .args(["--exclude", "charts/**"])
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("stray.example.com").not())
-        .stderr(predicate::str::contains("in 3 files"));
+    lint([
+        dir.as_os_str(),
+        OsStr::new("--exclude"),
+        OsStr::new("charts/**"),
+    ])
+    .code(1)
+    .stdout(predicate::str::contains("stray.example.com").not())
+    .stderr(predicate::str::contains("in 3 files"));
 }
 
 fn regex_escape(s: &str) -> String {
@@ -322,13 +268,13 @@ fn regex_escape(s: &str) -> String {
 #[test]
 fn include_glob_replaces_the_yaml_default() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_dirs/split");
-    egressgen()
-        .arg("lint")
-        .arg(&dir)
-        .args(["--include", "*.yml"])
-        .assert()
-        .code(0)
-        .stderr(predicate::str::contains("1 resource in 1 file"));
+    lint([
+        dir.as_os_str(),
+        OsStr::new("--include"),
+        OsStr::new("*.yml"),
+    ])
+    .code(0)
+    .stderr(predicate::str::contains("1 resource in 1 file"));
 }
 
 #[test]
@@ -340,16 +286,15 @@ fn a_bad_config_exits_2_with_its_position() {
         "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: x\nspec:\n  domains:\n  - \"*w.example.com\"\n",
     )
     .unwrap();
-    egressgen()
-        .arg("lint")
-        .arg("-c")
-        .arg(&cfg)
-        .arg(fixture("clean_rendered.yaml"))
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains(
-            "egress.yaml:7:5: error: invalid domain `*w.example.com`",
-        ))
-        .stderr(predicate::str::starts_with("error:").not());
+    lint([
+        OsStr::new("-c"),
+        cfg.as_os_str(),
+        OsStr::new(&fixture("clean_rendered.yaml")),
+    ])
+    .code(2)
+    .stdout("")
+    .stderr(predicate::str::contains(
+        "egress.yaml:7:5: error: invalid domain `*w.example.com`",
+    ))
+    .stderr(predicate::str::starts_with("error:").not());
 }

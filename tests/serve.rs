@@ -750,6 +750,18 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>
     (child, addr, rx)
 }
 
+/// [`spawn`] allowing `*.test.local`, every name pinned to a fresh TLS
+/// backend, plus `extra` flags.
+async fn spawn_with_backend(
+    extra: &[&str],
+) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let pin = format!("*={}", tls_backend().await);
+    let mut args = vec!["--allow", "*.test.local", "--listen", "127.0.0.1:0"];
+    args.extend(["--resolve", &pin]);
+    args.extend(extra);
+    spawn(&args)
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -758,20 +770,35 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
+/// Runs `egressgen serve ARGS`, which must exit 2 before serving anything;
+/// returns its stderr. Bounded: a proxy that starts serving instead is
+/// killed and the test fails rather than hangs.
+fn serve_refused(args: &[&str]) -> String {
+    let mut child = bin()
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?}: still running; it should have exited 2");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("listening on"), "{args:?}: {err}");
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_transfers_in_flight_then_exits_0() {
-    let backend = tls_backend().await;
-    let pin = format!("*={backend}");
-    let (mut child, addr, _log) = spawn(&[
-        "--allow",
-        "*.test.local",
-        "--listen",
-        "127.0.0.1:0",
-        "--resolve",
-        &pin,
-        "--drain-timeout",
-        "20s",
-    ]);
+    let (mut child, addr, _log) = spawn_with_backend(&["--drain-timeout", "20s"]).await;
     // Slow transfers: 8 clients send 1 MB each in 64 KB steps over ~1.6 s.
     let mut tasks = Vec::new();
     for i in 0..8u8 {
@@ -819,18 +846,7 @@ async fn sigterm_drains_transfers_in_flight_then_exits_0() {
 
 #[tokio::test]
 async fn drain_deadline_closes_stragglers_and_exits_0() {
-    let backend = tls_backend().await;
-    let pin = format!("*={backend}");
-    let (mut child, addr, log) = spawn(&[
-        "--allow",
-        "*.test.local",
-        "--listen",
-        "127.0.0.1:0",
-        "--resolve",
-        &pin,
-        "--drain-timeout",
-        "300ms",
-    ]);
+    let (mut child, addr, log) = spawn_with_backend(&["--drain-timeout", "300ms"]).await;
     let tcp = TcpStream::connect(addr).await.unwrap();
     let mut tls = TlsConnector::from(client_config(vec![]))
         .connect(ServerName::try_from("idle.test.local").unwrap(), tcp)
@@ -860,19 +876,7 @@ async fn drain_deadline_closes_stragglers_and_exits_0() {
 
 #[tokio::test]
 async fn learn_mode_forwards_everything_and_prints_a_domain_list() {
-    let backend = tls_backend().await;
-    let pin = format!("*={backend}");
-    let (mut child, addr, _log) = spawn(&[
-        "--allow",
-        "*.test.local",
-        "--listen",
-        "127.0.0.1:0",
-        "--resolve",
-        &pin,
-        "--learn",
-        "--access-log",
-        "off",
-    ]);
+    let (mut child, addr, _log) = spawn_with_backend(&["--learn", "--access-log", "off"]).await;
     for name in [
         "a.test.local",
         "b.test.local",
@@ -943,11 +947,8 @@ fn bad_flags_exit_2_before_serving() {
         (&["-c", "/nonexistent/egress.yaml"], "cannot read config"),
     ];
     for (args, want) in cases {
-        let out = bin().arg("serve").args(*args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = serve_refused(args);
         assert!(err.contains(want), "{args:?}: {err}");
-        assert!(!err.contains("listening on"), "{args:?}: {err}");
     }
     drop(taken);
 }
@@ -957,35 +958,24 @@ fn bad_flags_exit_2_before_serving() {
 /// connections. It must fail like any taken port instead.
 #[test]
 fn a_second_proxy_on_the_same_address_exits_2() {
-    let allow = ["--allow", "*.test.local"];
     let (mut first, addr, _log) = spawn(&[
-        allow[0],
-        allow[1],
-        "--listen",
-        "127.0.0.1:0",
+        "--allow",
+        "*.test.local",
         "--workers",
         "2",
+        "--listen",
+        "127.0.0.1:0",
     ]);
     let addr = addr.to_string();
     for workers in ["1", "2"] {
-        let mut second = bin()
-            .arg("serve")
-            .args(allow)
-            .args(["--listen", &addr, "--workers", workers])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while second.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                second.kill().unwrap();
-                panic!("--workers {workers}: the second proxy is serving");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = second.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "--workers {workers}: {err}");
+        let err = serve_refused(&[
+            "--allow",
+            "*.test.local",
+            "--workers",
+            workers,
+            "--listen",
+            &addr,
+        ]);
         assert!(
             err.contains(&format!("cannot listen on {addr}: Address already in use")),
             "--workers {workers}: {err}"
@@ -1119,12 +1109,7 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
     let cfg = cfg.to_str().unwrap();
 
     // Several ports and a listener without `=PORT`: which port is meant?
-    let out = bin()
-        .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = serve_refused(&["-c", cfg, "--listen", "127.0.0.1:0"]);
     assert!(
         err.contains(&format!(
             "the config has several upstream ports ({port_a}, {port_b}), and --listen 127.0.0.1:0 names none"
@@ -1133,36 +1118,24 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
     );
     assert!(err.contains("help: give each listener its port"), "{err}");
     // A port the config does not list.
-    let out = bin()
-        .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0=443"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = serve_refused(&["-c", cfg, "--listen", "127.0.0.1:0=443"]);
     assert!(
         err.contains("upstream port 443 is not one of the config's ports"),
         "{err}"
     );
     // The same address twice would bind twice (SO_REUSEPORT) and split
     // connections between the two ports at random.
-    let out = bin()
-        .args(["serve", "-c", cfg, "--workers", "2"])
-        .args(["--listen", &format!("127.0.0.1:38443={port_a}")])
-        .args(["--listen", &format!("127.0.0.1:38443={port_b}")])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (a, b) = (
+        format!("127.0.0.1:38443={port_a}"),
+        format!("127.0.0.1:38443={port_b}"),
+    );
+    let err = serve_refused(&["-c", cfg, "--workers", "2", "--listen", &a, "--listen", &b]);
     assert!(
         err.contains("--listen 127.0.0.1:38443 is given twice"),
         "{err}"
     );
-    let out = bin()
-        .args(["serve", "-c", cfg, "--listen", "127.0.0.1:0=0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`0` is not an upstream port"));
+    let err = serve_refused(&["-c", cfg, "--listen", "127.0.0.1:0=0"]);
+    assert!(err.contains("`0` is not an upstream port"), "{err}");
 
     let mut child = bin()
         .args(["serve", "-c", cfg, "--resolve", "*.test.local=127.0.0.1"])
