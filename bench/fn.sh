@@ -5,12 +5,8 @@
 # objects of a 1,000-domain EgressGateway; prints a Markdown table)
 # Uses hyperfine when installed (apt-get install hyperfine), else a timed loop.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 items=${1:-5000}
-cargo build --release --quiet
-bin=target/release/egressgen
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 python3 bench/gen-domains.py 1000 > "$work/egress.yaml"
 python3 - "$items" "$work/egress.yaml" > "$work/in.yaml" <<'PY'
 import json, sys
@@ -32,7 +28,7 @@ PY
 # The second run's input already holds the generated objects: it must
 # replace them, not add to them.
 "$bin" fn < "$work/in.yaml" > "$work/once.yaml"
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), $(date -u +%F)"
+machine
 echo "input: $(wc -c < "$work/in.yaml") bytes, $items items; after one run: $(grep -c '^- apiVersion' "$work/once.yaml") items"
 cmds=("$bin fn" "$bin fn" "$bin fn lint")
 inputs=("$work/in.yaml" "$work/once.yaml" "$work/once.yaml")

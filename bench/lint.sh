@@ -8,11 +8,7 @@
 # Needs python3 with PyYAML (apt-get install python3-yaml); uses hyperfine when
 # installed (apt-get install hyperfine), else a timed loop.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=target/release/egressgen
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 python3 bench/gen-domains.py 20000 > "$work/egress.yaml"
 "$bin" render -c "$work/egress.yaml" -o "$work/manifest.yaml" 2>/dev/null
 bytes=$(wc -c < "$work/manifest.yaml")
@@ -28,7 +24,7 @@ PY
 "$bin" lint "$work/manifest.yaml" 2>/dev/null
 "$bin" lint -c "$work/egress.yaml" "$work/manifest.yaml" 2>/dev/null
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%F)"
+machine
 echo "input: manifest rendered from 20000 domains, $bytes bytes, $docs documents; Python loader: $loader"
 echo
 names=("egressgen lint" "egressgen lint --config" "python yaml.safe_load_all")

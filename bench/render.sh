@@ -3,15 +3,11 @@
 # Usage: bench/render.sh            (prints a Markdown table)
 # Uses hyperfine when installed (apt-get install hyperfine), else a timed loop.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=target/release/egressgen
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 for n in 1000 20000; do
   python3 bench/gen-domains.py "$n" > "$work/egress-$n.yaml"
 done
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), $(date -u +%F)"
+machine
 if command -v hyperfine >/dev/null; then
   hyperfine --warmup 2 --runs 15 -N --export-markdown "$work/table.md" \
     "$bin render -c $work/egress-1000.yaml -o $work/out-1000.yaml" \
