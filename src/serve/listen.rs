@@ -182,13 +182,19 @@ mod tests {
         }
     }
 
-    /// Which listeners have a connection waiting.
-    fn pending(group: &[TcpListener]) -> Vec<usize> {
+    /// Which listeners accept the next `n` connections (the group's
+    /// sockets are non-blocking; waits up to 5 s for all of them, in case
+    /// the kernel finishes a handshake after `connect()` returned).
+    fn accepted_by(group: &[TcpListener], n: usize) -> Vec<usize> {
         let mut got = Vec::new();
-        for (i, l) in group.iter().enumerate() {
-            while l.accept().is_ok() {
-                got.push(i);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < n && std::time::Instant::now() < deadline {
+            for (i, l) in group.iter().enumerate() {
+                while l.accept().is_ok() {
+                    got.push(i);
+                }
             }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         got
     }
@@ -216,7 +222,7 @@ mod tests {
             })
             .join()
             .unwrap();
-            let got = pending(&group);
+            let got = accepted_by(&group, clients.len());
             assert_eq!(got.len(), clients.len(), "cpu {cpu}: {got:?}");
             if let Some(w) = want {
                 assert!(got.iter().all(|&g| g == w), "cpu {cpu}: {got:?}, want {w}");
