@@ -48,7 +48,13 @@ pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<
         group.push(TcpListener::from(s));
     }
     if balance == Balance::Cpu {
-        steer_by_cpu(&group[0], workers).with_context(what)?;
+        if let Err(e) = steer_by_cpu(&group[0], workers) {
+            // Only a saving (an old kernel, a seccomp filter): without the
+            // program the kernel's hash still spreads the connections.
+            eprintln!(
+                "egressgen serve: warning: {actual}: cannot give connections to their CPU's worker ({e}); the kernel's hash spreads them instead"
+            );
+        }
     }
     drop(claim);
     Ok(group)
