@@ -9,6 +9,30 @@ use egressgen::render;
 use egressgen::schema;
 
 /// `lint` understands the layout: no findings, with and without the config.
+/// Every config in `tests/render/`: file name and path, in name order.
+fn render_fixtures() -> Vec<(String, std::path::PathBuf)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
+    let mut all: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (
+                path.file_name().unwrap().to_string_lossy().to_string(),
+                path,
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A render fixture's config and the manifest it renders to.
+fn render_fixture(path: &std::path::Path) -> (Config, String) {
+    let (cfg, _) = config::load(path, &Overrides::default()).unwrap();
+    let manifest = render::render(&cfg).unwrap().manifest;
+    (cfg, manifest)
+}
+
 fn assert_lints_clean(name: &str, cfg: &Config, manifest: &str) {
     let src = Source {
         name: format!("{name} (rendered)"),
@@ -56,11 +80,8 @@ fn assert_valid(name: &str, manifest: &str) {
 /// `tests/errors.rs`).
 #[test]
 fn option_fixtures_are_valid_and_lint_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
     let mut checked = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let path = e.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
+    for (file, path) in render_fixtures() {
         let text = std::fs::read_to_string(&path).unwrap();
         let (cfg, _) = config::parse(&file, &text, &Overrides::default())
             .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -125,11 +146,8 @@ fn lint_catches_a_port_missing_from_the_multi_port_layout() {
 fn accepted_configs_match_the_json_schema() {
     let schema: serde_json::Value = serde_json::from_str(&config::json_schema()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
     let mut checked = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
+    for (name, path) in render_fixtures() {
         if name.starts_with("err-") {
             continue;
         }
@@ -210,12 +228,8 @@ fn istio_resolve_port(number: u64, service_ports: &[(u64, u64)]) -> u64 {
 /// render fixture (the multi-port ones are the interesting case).
 #[test]
 fn gateway_servers_bind_where_the_envoy_filter_patches() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let path = e.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        let (cfg, _) = config::load(&path, &Overrides::default()).unwrap();
-        let manifest = render::render(&cfg).unwrap().manifest;
+    for (file, path) in render_fixtures() {
+        let (cfg, manifest) = render_fixture(&path);
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&manifest).unwrap();
         let of = |kind: &'static str| docs.iter().filter(move |d| d["kind"] == kind);
         let service_ports: Vec<(u64, u64)> = of("Service")
@@ -295,12 +309,8 @@ fn kubectl_kustomize_builds_every_layout() {
         ids.sort();
         ids
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render");
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let path = e.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        let (cfg, _) = config::load(&path, &Overrides::default()).unwrap();
-        let manifest = render::render(&cfg).unwrap().manifest;
+    for (file, path) in render_fixtures() {
+        let (_, manifest) = render_fixture(&path);
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("manifest.yaml"), &manifest).unwrap();
         std::fs::write(
