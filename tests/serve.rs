@@ -958,7 +958,7 @@ fn bad_flags_exit_2_before_serving() {
 /// connections. It must fail like any taken port instead.
 #[test]
 fn a_second_proxy_on_the_same_address_exits_2() {
-    let (mut first, addr, _log) = spawn(&[
+    let (first, addr, _log) = spawn(&[
         "--allow",
         "*.test.local",
         "--workers",
@@ -966,6 +966,15 @@ fn a_second_proxy_on_the_same_address_exits_2() {
         "--listen",
         "127.0.0.1:0",
     ]);
+    // Stopped even when an assertion below fails.
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _first = Kill(first);
     let addr = addr.to_string();
     for workers in ["1", "2"] {
         let err = serve_refused(&[
@@ -981,8 +990,6 @@ fn a_second_proxy_on_the_same_address_exits_2() {
             "--workers {workers}: {err}"
         );
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
 }
 
 #[tokio::test]

@@ -12,9 +12,10 @@ use socket2::{Domain, Socket, Type};
 /// How a new connection is given to one of several workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Balance {
-    /// The worker for the CPU that took the connection in, so a
-    /// connection's kernel and proxy work share a CPU (Linux; elsewhere, or
-    /// with more workers than CPUs, the same as `hash`).
+    /// A local client's connection goes to the worker for the CPU the
+    /// client connected from, so the two tend to share a CPU; connections
+    /// from other hosts are spread by the hash (Linux; elsewhere, or with
+    /// more workers than CPUs, the same as `hash`).
     Cpu,
     /// The kernel's hash of the connection's addresses and ports.
     Hash,
@@ -23,11 +24,15 @@ pub enum Balance {
 /// Binds `workers` listeners on `addr`, returned in worker order.
 ///
 /// One worker gets a plain listener. Several get a `SO_REUSEPORT` group, so
-/// each worker accepts from its own queue. A group would also let a second
-/// process of the same user join it and take a share of the connections;
-/// so the address is first claimed by a socket without `SO_REUSEPORT`,
-/// which fails like any bind if anyone already listens there, and is held
-/// until the group is listening.
+/// each worker accepts from its own queue. The kernel lets any later
+/// `SO_REUSEPORT` socket of the same user join a listening group, so a
+/// second egressgen started on the same address would silently take a share
+/// of the connections. To fail instead, like any taken port, the address is
+/// first bound by a socket without `SO_REUSEPORT`: that bind fails if
+/// anything listens there. The claim is held until the group listens, so a
+/// port picked for port 0 cannot be taken in between. It does not stop two
+/// proxies started at the same instant (neither listens yet when the other
+/// claims), nor another server that binds with `SO_REUSEPORT` directly.
 pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<Vec<TcpListener>> {
     let what = || format!("cannot listen on {addr}");
     if workers <= 1 {
@@ -38,7 +43,11 @@ pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<
     }
     let claim = socket(addr).with_context(what)?;
     claim.bind(&addr.into()).with_context(what)?;
-    let actual = claim.local_addr()?.as_socket().with_context(what)?;
+    let actual = claim
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .with_context(what)?;
     let mut group = Vec::with_capacity(workers);
     for _ in 0..workers {
         let s = socket(actual).with_context(what)?;
@@ -76,7 +85,7 @@ fn socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Gives each connection to the listener of the worker for the CPU it
+/// Gives each local connection to the listener of the worker for the CPU it
 /// arrived on: a classic BPF program on the group
 /// (`SO_ATTACH_REUSEPORT_CBPF`, socket(7)) returns the socket's index in the
 /// group, which is the order the sockets started listening, i.e. the
@@ -86,8 +95,13 @@ fn socket(addr: SocketAddr) -> io::Result<Socket> {
 /// (`reuseport_select_sock`). With more workers than CPUs, some workers
 /// would get nothing, so the hash is kept.
 ///
-/// Measured in bench/proxy.sh (BENCHMARKS.md, serve finding 13): 116 µs of
-/// proxy CPU per new connection against 135 µs with the hash.
+/// Only connections that come in over loopback are steered: there the SYN
+/// is handled on the connecting client's CPU. A SYN from the network is
+/// handled on the CPU its NIC queue interrupts, and a NIC with one queue
+/// would send every connection to one worker, so those get the hash.
+///
+/// Measured in bench/proxy.sh (BENCHMARKS.md, serve finding 13): 117 µs of
+/// proxy CPU per new connection against 128 µs with the hash, same run.
 #[cfg(target_os = "linux")]
 fn steer_by_cpu(first: &TcpListener, workers: usize) -> io::Result<()> {
     let cpus = allowed_cpus()?;
@@ -138,36 +152,45 @@ fn allowed_cpus() -> io::Result<Vec<u32>> {
         .collect())
 }
 
-/// The classic BPF program: load the CPU number, then one
-/// "if equal, return the worker" pair per CPU; no match returns an index
-/// past the group. Pairs keep every jump short (a cBPF jump offset is 8
-/// bits), and the program stays under the 4096-instruction limit for up to
-/// 2047 CPUs; past that, CPUs without a pair use the hash.
+/// The classic BPF program: a packet that did not come in over loopback
+/// returns an index past the group (the hash decides); otherwise load the
+/// CPU number, then one "if equal, return the worker" pair per CPU, and no
+/// match returns past the group too. Pairs keep every jump short (a cBPF
+/// jump offset is 8 bits). `cpus` comes from a `cpu_set_t`, at most 1024
+/// CPUs, so the program stays under the kernel's 4096 instructions.
 #[cfg(target_os = "linux")]
 fn cpu_program(cpus: &[u32], workers: usize) -> Vec<libc::sock_filter> {
-    const SKF_AD_CPU: u32 = 36;
+    // linux/filter.h ancillary data offsets.
+    const SKF_AD_IFINDEX: i32 = 8;
+    const SKF_AD_CPU: i32 = 36;
+    // The loopback device is interface 1 in every network namespace
+    // (LOOPBACK_IFINDEX, include/net/net_namespace.h).
+    const LOOPBACK_IFINDEX: u32 = 1;
     let insn = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
         code: code as u16,
         jt,
         jf,
         k,
     };
-    let mut p = vec![insn(
-        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-        0,
-        0,
-        (libc::SKF_AD_OFF + SKF_AD_CPU as i32) as u32,
-    )];
-    for (i, &cpu) in cpus.iter().take(2047).enumerate() {
-        p.push(insn(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, cpu));
-        p.push(insn(
-            libc::BPF_RET | libc::BPF_K,
-            0,
-            0,
-            (i % workers) as u32,
-        ));
+    let load = |offset: i32| {
+        let k = (libc::SKF_AD_OFF + offset) as u32;
+        insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, k)
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| insn(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, jt, jf, k);
+    let ret = |k: u32| insn(libc::BPF_RET | libc::BPF_K, 0, 0, k);
+    let mut p = vec![
+        load(SKF_AD_IFINDEX),
+        // Loopback: jump over the next `ret`.
+        jeq(LOOPBACK_IFINDEX, 1, 0),
+        ret(u32::MAX),
+        load(SKF_AD_CPU),
+    ];
+    for (i, &cpu) in cpus.iter().enumerate() {
+        // This CPU: fall into its `ret`; another: skip it.
+        p.push(jeq(cpu, 0, 1));
+        p.push(ret((i % workers) as u32));
     }
-    p.push(insn(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX));
+    p.push(ret(u32::MAX));
     p
 }
 
@@ -207,7 +230,8 @@ mod tests {
 
     /// A client on CPU `c` is accepted by worker `c`'s listener, every
     /// time: the kernel runs the program on the CPU that takes the
-    /// connection in, which on loopback is the connecting thread's.
+    /// connection in, which on loopback is the connecting thread's. (With
+    /// one CPU there is nothing to steer, and only the count is checked.)
     #[test]
     fn cpu_balance_gives_each_connection_to_its_cpus_worker() {
         let cpus = allowed_cpus().unwrap();
@@ -236,17 +260,35 @@ mod tests {
         }
     }
 
-    /// With more CPUs than workers, the CPUs are dealt round-robin, and an
-    /// unknown CPU falls through to an index past any group.
+    /// The whole program, instruction by instruction (classic BPF opcodes
+    /// from linux/filter.h): with more CPUs than workers the CPUs are dealt
+    /// round-robin; a packet from outside loopback and an unknown CPU both
+    /// return an index past any group.
     #[test]
-    fn cpu_program_deals_cpus_round_robin() {
-        let p = cpu_program(&[2, 5, 7], 2);
-        let rets: Vec<(u32, u32)> = p[1..p.len() - 1]
-            .chunks(2)
-            .map(|pair| (pair[0].k, pair[1].k))
+    fn cpu_program_steers_loopback_by_cpu_and_leaves_the_rest_to_the_hash() {
+        const LD_ABS: u16 = 0x20;
+        const JEQ: u16 = 0x15;
+        const RET: u16 = 0x06;
+        const IFINDEX: u32 = 0xffff_f000 + 8;
+        const CPU: u32 = 0xffff_f000 + 36;
+        let p: Vec<(u16, u8, u8, u32)> = cpu_program(&[2, 5, 7], 2)
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
             .collect();
-        assert_eq!(rets, [(2, 0), (5, 1), (7, 0)]);
-        assert_eq!(p.last().unwrap().k, u32::MAX);
+        let want = [
+            (LD_ABS, 0, 0, IFINDEX),
+            (JEQ, 1, 0, 1),
+            (RET, 0, 0, u32::MAX),
+            (LD_ABS, 0, 0, CPU),
+            (JEQ, 0, 1, 2),
+            (RET, 0, 0, 0),
+            (JEQ, 0, 1, 5),
+            (RET, 0, 0, 1),
+            (JEQ, 0, 1, 7),
+            (RET, 0, 0, 0),
+            (RET, 0, 0, u32::MAX),
+        ];
+        assert_eq!(p, want);
     }
 
     /// A second group on the same address would join the first and take a
