@@ -91,8 +91,9 @@ pub struct ServeArgs {
     /// listeners [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
-    /// Which worker takes a new connection: the one for the CPU it arrived
-    /// on, or by the kernel's hash of its addresses.
+    /// Which worker takes a new connection: `cpu` gives a local one to the
+    /// worker for the CPU its client connected from; the rest, and all with
+    /// `hash`, go by the kernel's hash of the addresses.
     #[arg(long, value_enum, default_value = "cpu")]
     pub balance: listen::Balance,
     /// Run the workers as one work-stealing runtime sharing one listener per
