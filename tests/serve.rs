@@ -723,15 +723,20 @@ fn bin() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin!("egressgen"))
 }
 
-/// Starts `egressgen serve ARGS` and waits for its listening address.
-fn spawn(args: &[&str]) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let mut child = bin()
+/// `egressgen serve ARGS`, started with stdout and stderr piped.
+fn serve_child(args: &[&str]) -> Child {
+    bin()
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts `egressgen serve ARGS` and waits for its listening address.
+fn spawn(args: &[&str]) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = serve_child(args);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -774,13 +779,7 @@ fn signal(child: &Child, sig: &str) {
 /// returns its stderr. Bounded: a proxy that starts serving instead is
 /// killed and the test fails rather than hangs.
 fn serve_refused(args: &[&str]) -> String {
-    let mut child = bin()
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_child(args);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
