@@ -39,6 +39,10 @@ def pct(xs, p):
     return xs[k]
 
 
+# Number format of each test's CPU column in the spread table.
+SPREAD_SPEC = {"bulk": ".2f", "conn": ".0f", "keepalive": ".1f"}
+
+
 def fmt(x, spec, suffix=""):
     return "–" if x is None else f"{x:{spec}}{suffix}"
 
@@ -68,6 +72,12 @@ def main(path):
             if base is not None and v is not None and value(base):
                 ratios.append(v / value(base))
         return median(vals), median(ratios)
+
+    def spread(test, peer, value, unit):
+        """'min–max unit' of a peer's per-round values, or '–'."""
+        vals = [v for rnd in by[test].values() if peer in rnd for v in [value(rnd[peer])] if v is not None]
+        spec = SPREAD_SPEC[test]
+        return f"{min(vals):{spec}}–{max(vals):{spec}} {unit}" if vals else "–"
 
     def gibps(r):
         return r["bytes"] / GIB / r["secs"] if r.get("secs") else None
@@ -113,7 +123,7 @@ def main(path):
                 fmt(cconn, ".0f", " µs"),
                 f"{fmt(ka_x, '.2f', '×')} ({fmt(ka, ',.0f', '/s')})",
                 fmt(creq, ".1f", " µs"),
-                f"+{fmt(s['a50'], '.0f')} / +{fmt(s['a99'], '.0f')} µs",
+                f"{fmt(s['a50'], '+.0f')} / {fmt(s['a99'], '+.0f')} µs",
             ]
         out.append(f"| {LABEL.get(p, p)} | " + " | ".join(cells) + " |")
     n_lat = len(lat.get("direct", []))
@@ -135,6 +145,18 @@ def main(path):
             a, _ = series("conn", p, csw_per_req)
             b, _ = series("keepalive", p, csw_per_req)
             out.append(f"| {LABEL.get(p, p)} | {fmt(a, '.2f')} | {fmt(b, '.2f')} |")
+
+    if proxies and any(by[t] for t in ("bulk", "conn", "keepalive")):
+        out.append("")
+        out.append("Round-to-round spread (min–max over the rounds) of the CPU columns:")
+        out.append("")
+        out.append("| peer | CPU per GiB | CPU per conn | CPU per req |")
+        out.append("|---|---|---|---|")
+        for p in proxies:
+            out.append(
+                f"| {LABEL.get(p, p)} | {spread('bulk', p, cpu_per_gib, 's')} "
+                f"| {spread('conn', p, cpu_per_req, 'µs')} | {spread('keepalive', p, cpu_per_req, 'µs')} |"
+            )
 
     if idle:
         out.append("")
