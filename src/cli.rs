@@ -221,7 +221,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Render(args) => cmd_render(args),
         Command::Lint(args) => crate::lint::command::run(&args),
         Command::Schema => {
-            print!("{}", config::json_schema());
+            output::print(&config::json_schema())?;
             Ok(exit::OK)
         }
         Command::Serve(args) => crate::serve::run(args),
@@ -231,7 +231,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         },
         Command::KustomizePlugin(args) => match args.command {
             KustomizePluginCommand::Install { dir } => {
-                print!("{}", plugin::kustomize::install(dir.as_deref())?);
+                output::print(&plugin::kustomize::install(dir.as_deref())?)?;
                 Ok(exit::OK)
             }
         },
@@ -281,7 +281,7 @@ fn cmd_render(args: RenderArgs) -> Result<u8> {
             &rendered.manifest,
             output::stdout_color(),
         );
-        print!("{diff}");
+        output::print(&diff)?;
         eprintln!(
             "{} differs from the rendered manifest; re-run `egressgen render -o {}`",
             path.display(),
@@ -292,21 +292,7 @@ fn cmd_render(args: RenderArgs) -> Result<u8> {
     match &args.output {
         Some(path) => output::write_atomic(path, rendered.manifest.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(rendered.manifest.as_bytes())
-                .and_then(|_| out.flush())
-                .or_else(ignore_broken_pipe)?;
-        }
+        None => output::print(&rendered.manifest)?,
     }
     Ok(exit::OK)
-}
-
-/// `egressgen render | head` must not fail noisily.
-fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Ok(())
-    } else {
-        Err(e)
-    }
 }

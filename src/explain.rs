@@ -150,18 +150,7 @@ pub fn run(args: crate::cli::ExplainArgs) -> anyhow::Result<u8> {
         all_allowed &= e.allowed;
         out.push_str(&e.text);
     }
-    let mut stdout = std::io::stdout().lock();
-    use std::io::Write as _;
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|_| stdout.flush())
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+    crate::output::print(&out)?;
     Ok(if all_allowed {
         crate::cli::exit::OK
     } else {

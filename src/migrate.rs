@@ -1111,9 +1111,7 @@ pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
             let _ = writeln!(out, "Wrote {}", escaped(&path.display().to_string()));
         }
         None => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(m.config.as_bytes());
-            let _ = out.flush();
+            let _ = crate::output::print(&m.config);
             eprintln!("{}", m.plan);
         }
     }

@@ -207,6 +207,18 @@ pub fn unified_diff(old_name: &str, old: &str, new_name: &str, new: &str, color:
 }
 
 /// Colour stdout only on a terminal, and never when `NO_COLOR` is set.
+/// Writes `text` to stdout and flushes it. A reader that has gone away
+/// (`egressgen schema | head -1`) is not an error: the output was not
+/// wanted any more, so it ends quietly instead of failing or panicking as
+/// `print!` does.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 pub fn stdout_color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }

@@ -375,3 +375,30 @@ fn render_example_to(out: impl AsRef<std::ffi::OsStr>) -> assert_cmd::Command {
         .arg(out);
     cmd
 }
+
+/// A reader that has gone away (`egressgen schema | head -1`) ends the
+/// output quietly: exit 0, as if it had been read, never a panic (101).
+/// stdout is a pipe whose read end is already closed, so every write fails
+/// with EPIPE, whatever the output's size.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_crash() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/egress.yaml");
+    let cases: &[&[&str]] = &[
+        &["schema"],
+        &["lint", "--explain", "EG001"],
+        &["render", "-c", example],
+        &["explain", "--allow", "a.example.com", "a.example.com"],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin!("egressgen"))
+            .args(*args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

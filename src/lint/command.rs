@@ -64,10 +64,7 @@ pub fn print(report: &Report, format: Format, deny_warnings: bool) -> u8 {
         }
     } else {
         let out = report::render_with_color(report, format, crate::output::stdout_color());
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout
-            .write_all(out.as_bytes())
-            .and_then(|_| stdout.flush());
+        let _ = crate::output::print(&out);
     }
     let _ = writeln!(err, "{}", report.summary());
     report.exit_code(deny_warnings)
@@ -76,13 +73,13 @@ pub fn print(report: &Report, format: Format, deny_warnings: bool) -> u8 {
 fn explain(code: &str) -> u8 {
     match rules::find(code) {
         Some(rule) => {
-            println!(
-                "# {} ({}, {})\n",
+            let _ = crate::output::print(&format!(
+                "# {} ({}, {})\n\n{}",
                 rule.code,
                 rule.name,
-                rule.severity.as_str()
-            );
-            print!("{}", rule.doc());
+                rule.severity.as_str(),
+                rule.doc()
+            ));
             exit::OK
         }
         None => {

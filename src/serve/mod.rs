@@ -358,8 +358,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         );
     }
     if learn {
-        print!("{}", proxy.learned.report());
-        let _ = std::io::stdout().flush();
+        let _ = crate::output::print(&proxy.learned.report());
     }
     let _ = proxy.log.flush();
     Ok(exit::OK)
