@@ -944,6 +944,10 @@ fn bad_flags_exit_2_before_serving() {
             "is not IP or IP:PORT",
         ),
         (&["-c", "/nonexistent/egress.yaml"], "cannot read config"),
+        (
+            &["--learn", "--access-log", "-"],
+            "--learn prints its domain list on stdout, so --access-log - would mix",
+        ),
     ];
     for (args, want) in cases {
         let err = serve_refused(args);

@@ -33,19 +33,22 @@ pub fn is_plain_safe(s: &str) -> bool {
 pub fn write_value(out: &mut impl Write, value: &Value) -> std::fmt::Result {
     match value.kind() {
         ValueKind::String if value.is_safe() => out.write_str(value.as_str().unwrap_or_default()),
-        ValueKind::String => {
-            let s = value.as_str().unwrap_or_default();
-            if is_plain_safe(s) {
-                out.write_str(s)
-            } else {
-                out.write_str(&json_quote(s))
-            }
-        }
+        ValueKind::String => out.write_str(&scalar(value.as_str().unwrap_or_default())),
         ValueKind::Number | ValueKind::Bool => write!(out, "{value}"),
         ValueKind::None | ValueKind::Undefined => out.write_str("null"),
         // Collections never appear bare in our templates, but if one does it
         // is written as JSON flow style, which is valid YAML.
         _ => out.write_str(&serde_json::to_string(value).map_err(|_| std::fmt::Error)?),
+    }
+}
+
+/// `s` as a YAML scalar that reads back as the same string: plain when
+/// [`is_plain_safe`], else JSON-quoted (`null`, `yes`, `0x1f`, `*.a.com`).
+pub fn scalar(s: &str) -> std::borrow::Cow<'_, str> {
+    if is_plain_safe(s) {
+        s.into()
+    } else {
+        json_quote(s).into()
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use crate::domain::{Denial, group_under_wildcards};
 use crate::escape::quoted;
+use crate::render::yaml::scalar;
 
 /// Most distinct names remembered; more are counted, not kept.
 pub const MAX_NAMES: usize = 10_000;
@@ -120,10 +121,12 @@ impl Learned {
                 for n in &g.covered {
                     let _ = writeln!(out, "    #   {n}: {}", note(n));
                 }
-                let _ = writeln!(out, "    - \"{w}\"");
+                let _ = writeln!(out, "    - {}", scalar(&w.to_string()));
             }
             for n in &g.exact {
-                let _ = writeln!(out, "    - {n}  # {}", note(n));
+                // `null`, `yes` or `0x1f` are valid names, and must stay
+                // strings when the list is pasted into a config.
+                let _ = writeln!(out, "    - {}  # {}", scalar(n), note(n));
             }
         }
         // Names that are not valid entries never reach the groups above.
@@ -179,6 +182,52 @@ fn plural(n: u64) -> &'static str {
 mod tests {
     use super::*;
     use crate::domain::{Allowlist, Decision};
+
+    /// Names that YAML would read as null, a bool or a number are quoted,
+    /// so the pasted list loads back as the same strings.
+    #[test]
+    fn report_quotes_names_yaml_would_retype() {
+        let (list, _) = Allowlist::parse(["*.test.local"]).unwrap();
+        let l = Learned::default();
+        for sni in ["null", "yes", "0x1f", "1e3", "off", "plain.example"] {
+            match list.decide(sni) {
+                Decision::Allowed { name, by } => l.record_allowed(&name, &by.to_string()),
+                Decision::Denied { name, reason } => l.record(&name, &reason),
+            }
+        }
+        let report = l.report();
+        let listed: Vec<&str> = report
+            .lines()
+            .filter_map(|line| line.strip_prefix("    - "))
+            .map(|entry| entry.split("  #").next().unwrap())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "\"0x1f\"",
+                "\"1e3\"",
+                "plain.example",
+                "\"null\"",
+                "\"off\"",
+                "\"yes\""
+            ],
+            "{report}"
+        );
+        // And the fragment reads back as those names, as strings.
+        let yaml = report.split_once("  domains:\n").unwrap().1;
+        let names: Vec<String> = serde_saphyr::from_str(
+            &yaml
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(|l| format!("{}\n", l.trim_start()))
+                .collect::<String>(),
+        )
+        .unwrap();
+        assert_eq!(
+            names,
+            ["0x1f", "1e3", "plain.example", "null", "off", "yes"]
+        );
+    }
 
     #[test]
     fn report_groups_and_marks_refusals() {

@@ -234,6 +234,12 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         learn: args.learn,
         splice: cfg!(target_os = "linux") && !args.no_splice,
     };
+    if args.learn && args.access_log.as_deref() == Some("-") {
+        bail!(
+            "--learn prints its domain list on stdout, so --access-log - would mix log lines into it
+  help: send the access log to a file (--access-log FILE) or leave it on stderr"
+        );
+    }
     let log = open_log(args.access_log.as_deref(), args.log_format)?;
     let fds = raise_fd_limit();
     // A connection needs 2 descriptors, 6 while spliced (two pipes).
