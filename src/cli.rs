@@ -126,10 +126,13 @@ pub struct LintArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = crate::lint::report::Format::Text)]
     pub format: crate::lint::report::Format,
-    /// Only lint files in directories that match GLOB (globset; repeatable).
+    /// In directories, lint only files whose path (relative to the
+    /// directory given) or name matches GLOB, e.g. '*.yml' or 'app/**'
+    /// (globset; repeatable; replaces the *.yaml/*.yml default).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
-    /// Skip files in directories that match GLOB, e.g. 'charts/**' (repeatable).
+    /// In directories, skip files and folders whose path or name matches
+    /// GLOB, e.g. 'charts/**' or 'vendor' (globset; repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     /// Never report these codes (repeatable, or comma-separated).

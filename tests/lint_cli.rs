@@ -298,3 +298,36 @@ fn a_bad_config_exits_2_with_its_position() {
     ))
     .stderr(predicate::str::starts_with("error:").not());
 }
+
+/// `--include '**'` takes every file but still does not follow a symlinked
+/// folder (it used to fail reading the link as a file), and `--exclude`
+/// skips a folder by its name at any depth, as it does a file.
+#[cfg(unix)]
+#[test]
+fn include_and_exclude_treat_folders_consistently() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_dirs/split");
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("app/x")).unwrap();
+    for f in [
+        "serviceentry.yml",
+        "virtualservice.yaml",
+        "envoyfilter.yaml",
+    ] {
+        std::fs::copy(src.join(f), tree.join("app").join(f)).unwrap();
+    }
+    std::fs::copy(
+        src.join("charts/ignored.yaml"),
+        tree.join("app/x/stray.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../app", tree.join("app/link")).unwrap();
+    lint([tree.as_os_str(), OsStr::new("--include"), OsStr::new("**")])
+        .code(1)
+        .stdout(predicate::str::contains("stray.example.com"))
+        .stderr(predicate::str::contains("in 4 files"));
+    lint([tree.as_os_str(), OsStr::new("--exclude"), OsStr::new("x")])
+        .code(1)
+        .stdout(predicate::str::contains("stray.example.com").not())
+        .stderr(predicate::str::contains("in 3 files"));
+}

@@ -422,12 +422,13 @@ impl Filter {
                 || set.is_match(shown)
                 || rel.file_name().is_some_and(|n| set.is_match(n))
         };
+        // A folder is excluded by its path or by its name, as a file is.
         if self.exclude.as_ref().is_some_and(|s| {
             matches(s)
-                || rel
-                    .ancestors()
-                    .skip(1)
-                    .any(|a| !a.as_os_str().is_empty() && s.is_match(a))
+                || rel.ancestors().skip(1).any(|a| {
+                    !a.as_os_str().is_empty()
+                        && (s.is_match(a) || a.file_name().is_some_and(|n| s.is_match(n)))
+                })
         }) {
             return false;
         }
@@ -520,7 +521,11 @@ fn walk(
                 continue;
             }
             walk(root, &path, filter, out, depth + 1)?;
-        } else if (ft.is_file() || ft.is_symlink()) && filter.wants(rel, &path) {
+        } else if filter.wants(rel, &path)
+            && (ft.is_file()
+                // A link to a file is read; a link to a folder is not followed.
+                || ft.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| !m.is_dir()))
+        {
             out.push(path);
         }
     }
