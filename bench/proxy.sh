@@ -16,6 +16,7 @@
 # Knobs (environment): ROUNDS=5 DURATION=4 (seconds per wrk run) LAT_SAMPLES=300
 #   IDLE_CONNS=10000 WRK_THREADS=2 WRK_CONNS=16 SKIP_BUILD=1 SKIP_IDLE=1 EG_EXTRA="--workers 1"
 #   PROFILE=1 (perf-sample egressgen's runs; PROFILE_CALLGRAPH=1 adds DWARF call graphs)
+#   SYSCALLS=1 (count each proxy's system calls per connection and per request with perf stat)
 #   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" (also: egressgen-alt, nginx-half-close, nginx-reuseport)
 #   TESTS="bulk conn keepalive latency"
 set -euo pipefail
@@ -366,6 +367,29 @@ profile_stop() { # round, peer, test
     | grep -v '^#' | grep -v '^$' >"$OUT/perf-$3-$1.txt" || true
 }
 
+# SYSCALLS=1: count every peer's system calls during the wrk runs (perf stat on the
+# raw_syscalls:sys_enter tracepoint; a small cost of its own, so off by default).
+SYS_PID=""
+syscalls_start() { # peer, test
+  SYS_PID=""
+  [[ -n "${SYSCALLS:-}" && $1 != direct ]] || return 0
+  local pids
+  pids=$(echo "${PID[$1]}" $(pgrep -P "${PID[$1]}" || true) | tr ' ' ',')
+  perf stat -x, -e raw_syscalls:sys_enter -p "$pids" -o "$OUT/syscalls-$1-$2.csv" >/dev/null 2>&1 &
+  SYS_PID=$!
+  sleep 0.3
+}
+syscalls_stop() { # peer, test; sets SYS_COUNT (null when not counted). Not in $(...): perf is
+  # this shell's child, and only this shell can wait for it to write its count.
+  SYS_COUNT=null
+  [[ -n $SYS_PID ]] || return 0
+  kill -INT "$SYS_PID" 2>/dev/null || true
+  wait "$SYS_PID" 2>/dev/null || true
+  SYS_PID=""
+  SYS_COUNT=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 + 0; found = 1 } END { if (!found) print "null" }' \
+    "$OUT/syscalls-$1-$2.csv" 2>/dev/null || echo null)
+}
+
 run_bulk() { # round, peer
   local port=${PORT[$2]} c0 c1 res size secs
   profile_start "$1" "$2" bulk
@@ -386,21 +410,23 @@ run_wrk() { # round, peer, test (conn|keepalive)
   local port=${PORT[$2]} c0 c1 s0 s1 txt reqs rps errs non2xx hdr=()
   [[ $3 == conn ]] && hdr=(-H 'Connection: close')
   profile_start "$1" "$2" "$3"
+  syscalls_start "$2" "$3"
   s0=$(csw "$2")
   c0=$(cpu_ticks "$2")
   txt=$(timeout $((DURATION + 30)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --timeout 5s \
     "${hdr[@]}" "https://$SNI:$port/tiny" 2>&1 || true)
   c1=$(cpu_ticks "$2")
   s1=$(csw "$2")
+  syscalls_stop "$2" "$3"
   profile_stop "$1" "$2" "$3"
   printf '%s\n' "--- round $1 $2 $3" "$txt" >>"$OUT/wrk.log"
   reqs=$(awk '/requests in/ { print $1; exit }' <<<"$txt")
   rps=$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$txt")
   errs=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10; exit }' <<<"$txt")
   non2xx=$(awk '/Non-2xx/ { print $NF; exit }' <<<"$txt")
-  printf '{"test":"%s","round":%d,"peer":"%s","requests":%s,"rps":%s,"errors":%s,"non2xx":%s,"cpu_s":%s,"csw":%s}\n' \
+  printf '{"test":"%s","round":%d,"peer":"%s","requests":%s,"rps":%s,"errors":%s,"non2xx":%s,"cpu_s":%s,"csw":%s,"syscalls":%s}\n' \
     "$3" "$1" "$2" "${reqs:-0}" "${rps:-0}" "${errs:-0}" "${non2xx:-0}" "$(cpu_json "$2" "$c0" "$c1")" \
-    "$((s1 - s0))" >>"$RAW"
+    "$((s1 - s0))" "$SYS_COUNT" >>"$RAW"
 }
 
 run_latency() { # round, peer

@@ -136,15 +136,25 @@ def main(path):
     def csw_per_req(r):
         return r["csw"] / r["requests"] if r.get("csw") is not None and r["requests"] else None
 
+    def sys_per_req(r):
+        return r["syscalls"] / r["requests"] if r.get("syscalls") is not None and r["requests"] else None
+
     proxies = [p for p in peers if p != "direct"]
     if any(series("conn", p, csw_per_req)[0] is not None for p in proxies):
+        counted = any(series(t, p, sys_per_req)[0] is not None for t in ("conn", "keepalive") for p in proxies)
         out.append("")
-        out.append("| peer | proxy context switches per new connection | per keep-alive request |")
-        out.append("|---|---|---|")
+        head = "| peer | proxy context switches per new connection | per keep-alive request |"
+        out.append(head + (" system calls per new connection | per keep-alive request |" if counted else ""))
+        out.append("|---|---|---|" + ("---|---|" if counted else ""))
         for p in proxies:
             a, _ = series("conn", p, csw_per_req)
             b, _ = series("keepalive", p, csw_per_req)
-            out.append(f"| {LABEL.get(p, p)} | {fmt(a, '.2f')} | {fmt(b, '.2f')} |")
+            row = f"| {LABEL.get(p, p)} | {fmt(a, '.2f')} | {fmt(b, '.2f')} |"
+            if counted:
+                c, _ = series("conn", p, sys_per_req)
+                d, _ = series("keepalive", p, sys_per_req)
+                row += f" {fmt(c, '.1f')} | {fmt(d, '.1f')} |"
+            out.append(row)
 
     if proxies and any(by[t] for t in ("bulk", "conn", "keepalive")):
         out.append("")
