@@ -11,6 +11,7 @@ use std::time::Duration;
 use egressgen::domain::Allowlist;
 use egressgen::serve::hello::build;
 use egressgen::serve::log::{AccessLog, Format};
+use egressgen::serve::poll::Backend;
 use egressgen::serve::proxy::{self, Proxy, Settings};
 use egressgen::serve::resolve::{Pins, SystemResolver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -184,6 +185,52 @@ async fn start(allow: &[&str], pins: &[String], settings: Settings) -> Running {
     }
 }
 
+/// Set by [`in_process_tests_pass_on_the_poll_backend`] for its inner run.
+const POLL_ENV: &str = "EGRESSGEN_TEST_POLL_BACKEND";
+
+/// The settings every in-process proxy starts from: the platform's
+/// defaults, or the `poll(2)` backend (the one used off Linux) when
+/// [`POLL_ENV`] is set.
+fn defaults() -> Settings {
+    let mut s = Settings::default();
+    if std::env::var_os(POLL_ENV).is_some() {
+        s.backend = Backend::Poll;
+    }
+    s
+}
+
+/// The event loop runs on epoll on Linux and on poll(2) elsewhere. This
+/// runs every test of this file again with the poll backend, so the loop
+/// off Linux is tested here too.
+#[test]
+fn in_process_tests_pass_on_the_poll_backend() {
+    if std::env::var_os(POLL_ENV).is_some() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(POLL_ENV, "1")
+        .args([
+            "--test-threads",
+            "4",
+            "--skip",
+            "in_process_tests_pass_on_the_poll_backend",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 20, "only {passed} tests ran:\n{stdout}");
+}
+
 /// A ClientHello for `name`, no ECH, no padding, in one record.
 fn hello_for(name: &[u8]) -> Vec<u8> {
     build::records(&build::hello(Some(name), false, 0), 1 << 14)
@@ -242,7 +289,7 @@ fn pattern(n: usize, seed: u8) -> Vec<u8> {
 
 #[tokio::test]
 async fn allows_listed_names_and_refuses_the_rest_with_an_alert() {
-    let p = start_tls(&["*.test.local", "api.example.com"], Settings::default()).await;
+    let p = start_tls(&["*.test.local", "api.example.com"], defaults()).await;
     // Exact and multi-label wildcard matches.
     for name in ["api.example.com", "a.test.local", "deep.er.test.local"] {
         let data = pattern(10_000, 1);
@@ -307,7 +354,7 @@ const ALERT_UNRECOGNIZED_NAME: &[u8] = &[21, 3, 3, 0, 2, 2, 112];
 
 #[tokio::test]
 async fn refuses_names_as_envoy_does() {
-    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let p = start_tls(&["*.test.local"], defaults()).await;
     let hello = |n: &[u8]| hello_for(n);
     // Trailing dot, NUL, IP literal, no SNI: refused with unrecognized_name.
     for name in [
@@ -351,7 +398,7 @@ async fn refuses_names_as_envoy_does() {
 
 #[tokio::test]
 async fn uppercase_names_are_lowercased_then_matched() {
-    let (p, up) = start_with_upstream(&["*.test.local"], Settings::default()).await;
+    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
     let hello = hello_for(b"API.Test.LOCAL");
     assert_eq!(
         replayed(p.addr, &up, &hello).await,
@@ -400,7 +447,7 @@ async fn shaper(proxy: SocketAddr, record: usize, segment: usize) -> SocketAddr 
 
 #[tokio::test]
 async fn every_client_hello_shape_passes() {
-    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let p = start_tls(&["*.test.local"], defaults()).await;
     let data = pattern(50_000, 7);
     // (record payload size, TCP segment size, ALPN bytes to enlarge the hello)
     let shapes = [
@@ -436,7 +483,7 @@ async fn every_client_hello_shape_passes() {
 
 #[tokio::test]
 async fn ech_outer_hellos_and_huge_hellos() {
-    let (p, up) = start_with_upstream(&["public.test.local"], Settings::default()).await;
+    let (p, up) = start_with_upstream(&["public.test.local"], defaults()).await;
     // An ECH outer hello is matched by its outer (public) name.
     let ech = build::records(&build::hello(Some(b"public.test.local"), true, 0), 1 << 14);
     assert_eq!(replayed(p.addr, &up, &ech).await, ech);
@@ -468,7 +515,7 @@ async fn ech_outer_hellos_and_huge_hellos() {
 
 #[tokio::test]
 async fn half_close_is_propagated_both_ways() {
-    let (p, up) = start_with_upstream(&["*.test.local"], Settings::default()).await;
+    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
     let hello = hello_for(b"h.test.local");
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     c.write_all(&hello).await.unwrap();
@@ -500,7 +547,7 @@ async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
     let settings = Settings {
         hello_timeout: Duration::from_millis(600),
         idle_timeout: Duration::from_millis(500),
-        ..Settings::default()
+        ..defaults()
     };
     let p = start_tls(&["*.test.local"], settings).await;
     // A slowloris: a valid hello, one byte every 100 ms.
@@ -553,7 +600,7 @@ async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_concurrent_clients_move_megabytes() {
-    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let p = start_tls(&["*.test.local"], defaults()).await;
     let clients = 200;
     let size = 256 * 1024;
     let mut tasks = Vec::new();
@@ -597,7 +644,7 @@ async fn hundreds_of_concurrent_clients_move_megabytes() {
 async fn over_max_connections_are_refused_and_the_proxy_stays_up() {
     let settings = Settings {
         max_connections: 3,
-        ..Settings::default()
+        ..defaults()
     };
     let p = start_tls(&["*.test.local"], settings).await;
     let mut held = Vec::new();
@@ -636,12 +683,7 @@ async fn upstream_failures_are_logged() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let p = start(
-        &["*.test.local"],
-        &[format!("*={closed}")],
-        Settings::default(),
-    )
-    .await;
+    let p = start(&["*.test.local"], &[format!("*={closed}")], defaults()).await;
     let err = tls_echo(p.addr, "down.test.local", b"x").await;
     assert!(err.is_err());
     let log = p.log.lines(1).await;
@@ -655,7 +697,7 @@ async fn upstream_failures_are_logged() {
 
 #[tokio::test]
 async fn openssl_s_client_and_curl_through_the_proxy() {
-    let p = start_tls(&["*.test.local"], Settings::default()).await;
+    let p = start_tls(&["*.test.local"], defaults()).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &pki().pem).unwrap();
@@ -1016,7 +1058,6 @@ async fn serve_spelling_config_file_and_ipv6() {
             &pin,
             "--log-format",
             "json",
-            "--work-stealing",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1055,7 +1096,7 @@ async fn long_flows_are_byte_exact_with_and_without_splice() {
     for splice in [true, false] {
         let settings = Settings {
             splice,
-            ..Settings::default()
+            ..defaults()
         };
         let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
         // The backend echoes everything, then closes after the client's FIN.
@@ -1196,7 +1237,7 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
 /// bench/proxy.sh: a 1 GiB download stopped at 636 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spliced_flow_of_small_segments_to_a_slow_client_completes() {
-    let (p, up) = start_with_upstream(&["*.test.local"], Settings::default()).await;
+    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
     assert!(p_splices(), "this test needs splice (Linux)");
     let hello = hello_for(b"small.test.local");
     let bulk = pattern(2 << 20, 3); // past SPLICE_AFTER: the flow splices
@@ -1241,7 +1282,7 @@ async fn spliced_flow_of_small_segments_to_a_slow_client_completes() {
 }
 
 fn p_splices() -> bool {
-    Settings::default().splice
+    defaults().splice
 }
 
 /// The slow connect path: the upstream's accept queue is full, so its
@@ -1268,12 +1309,7 @@ async fn hello_waits_for_a_slow_upstream_handshake() {
             fillers.push(c);
         }
     }
-    let p = start(
-        &["*.test.local"],
-        &[format!("*={up_addr}")],
-        Settings::default(),
-    )
-    .await;
+    let p = start(&["*.test.local"], &[format!("*={up_addr}")], defaults()).await;
     let hello = hello_for(b"slow.test.local");
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     c.write_all(&hello).await.unwrap();
@@ -1350,7 +1386,7 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
         let proxy = Arc::new(Proxy {
             allowlist,
             resolver: Fixed(addrs),
-            settings: Settings::default(),
+            settings: defaults(),
             log: AccessLog::new(Box::new(log.clone()), Format::Text, true),
             learned: Default::default(),
         });

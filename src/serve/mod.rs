@@ -8,7 +8,9 @@
 //! input exits 2 with nothing served. The work is done by:
 //! - [`hello`]: the ClientHello codec (pure, no I/O);
 //! - [`listen`]: binding, and how workers share an address;
-//! - [`proxy`]: accept, bounds, relay, drain;
+//! - [`proxy`]: each worker's event loop: accept, bounds, connect, drain;
+//! - [`relay`] (and [`splice`] on Linux): moving bytes both ways;
+//! - [`poll`]: socket readiness (epoll, or poll(2));
 //! - [`resolve`]: `--resolve` pins and the cached system resolver;
 //! - [`log`]: the access log;
 //! - [`learn`]: `--learn`'s report.
@@ -17,7 +19,9 @@ pub mod hello;
 pub mod learn;
 pub mod listen;
 pub mod log;
+pub mod poll;
 pub mod proxy;
+pub mod relay;
 pub mod resolve;
 #[cfg(target_os = "linux")]
 pub mod splice;
@@ -96,10 +100,6 @@ pub struct ServeArgs {
     /// `hash`, go by the kernel's hash of the addresses.
     #[arg(long, value_enum, default_value = "cpu")]
     pub balance: listen::Balance,
-    /// Run the workers as one work-stealing runtime sharing one listener per
-    /// address, instead of one event loop per worker.
-    #[arg(long)]
-    pub work_stealing: bool,
 }
 
 /// One `--listen ADDR[=PORT]`.
@@ -233,6 +233,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         drain_timeout: args.drain_timeout,
         learn: args.learn,
         splice: cfg!(target_os = "linux") && !args.no_splice,
+        backend: Default::default(),
     };
     if args.learn && args.access_log.as_deref() == Some("-") {
         bail!(
@@ -253,7 +254,6 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         .workers
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let work_stealing = args.work_stealing;
     let balance = args.balance;
     let listen = args.listen.clone();
     let entries = allowlist.len();
@@ -265,20 +265,19 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         log,
         learned: Default::default(),
     });
-    // One single-threaded runtime per worker, each with its own
-    // SO_REUSEPORT listeners (the kernel spreads connections), as nginx's
-    // workers do: no work stealing, no cross-thread wake-ups per message.
+    // One event loop per worker thread, each with its own SO_REUSEPORT
+    // listeners, as nginx's workers do; this thread's runtime handles
+    // signals, DNS lookups and the drain (see `proxy`).
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     let (shutdown, sockets) = main_rt.block_on(async {
         let shutdown = shutdown_signal()?;
-        let loops = if work_stealing { 1 } else { workers };
         let mut sockets: Vec<Vec<(std::net::TcpListener, u16)>> =
-            (0..loops).map(|_| Vec::new()).collect();
+            (0..workers).map(|_| Vec::new()).collect();
         for (l, &port) in listen.iter().zip(&ports) {
-            let group = listen::bind_group(l.addr, loops, balance)?;
+            let group = listen::bind_group(l.addr, workers, balance)?;
             for (w, socket) in sockets.iter_mut().zip(group) {
                 w.push((socket, port));
             }
@@ -310,52 +309,9 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         },
     )?;
     drop(err);
-    let slots = Arc::new(tokio::sync::Semaphore::new(proxy.settings.max_connections));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut threads = Vec::new();
-    for (i, listeners) in sockets.into_iter().enumerate() {
-        let proxy = proxy.clone();
-        let slots = slots.clone();
-        let mut stopped = stopped.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("serve-{i}"))
-            .spawn(move || -> Result<proxy::Drained> {
-                let rt = if work_stealing && workers > 1 {
-                    tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(workers)
-                        .enable_all()
-                        .build()
-                } else {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                }
-                .context("cannot start a worker runtime")?;
-                rt.block_on(async move {
-                    let listeners = listeners
-                        .into_iter()
-                        .map(|(l, port)| Ok((tokio::net::TcpListener::from_std(l)?, port)))
-                        .collect::<std::io::Result<Vec<_>>>()
-                        .context("cannot register a listener")?;
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    };
-                    Ok(proxy::serve_with(proxy, listeners, slots, shutdown).await)
-                })
-            })
-            .context("cannot start a worker thread")?;
-        threads.push(thread);
-    }
-    main_rt.block_on(shutdown);
-    let _ = stop.send(true);
-    let mut drained = proxy::Drained { cut: 0 };
-    for t in threads {
-        match t.join() {
-            Ok(Ok(d)) => drained.cut = drained.cut.max(d.cut),
-            Ok(Err(e)) => eprintln!("egressgen serve: {e:#}"),
-            Err(_) => eprintln!("egressgen serve: a worker thread panicked"),
-        }
-    }
+    let drained = main_rt
+        .block_on(proxy::serve_workers(proxy.clone(), sockets, shutdown))
+        .context("cannot start the workers")?;
     if drained.cut > 0 {
         eprintln!(
             "egressgen serve: drain deadline passed; closed {} open connection{}",

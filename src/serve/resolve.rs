@@ -48,6 +48,14 @@ impl Addrs {
 /// Turns a host name into addresses. Tests plug in their own.
 pub trait Resolver: Send + Sync + 'static {
     fn resolve(&self, host: &str, port: u16) -> impl Future<Output = io::Result<Addrs>> + Send;
+
+    /// The answer, if it is at hand without waiting (a pin, a cache hit).
+    /// The proxy's event loop asks this first and sends only the rest to
+    /// [`Resolver::resolve`] on the runtime.
+    fn try_resolve(&self, host: &str, port: u16) -> Option<io::Result<Addrs>> {
+        let _ = (host, port);
+        None
+    }
 }
 
 /// A `--resolve` target.
@@ -207,14 +215,19 @@ impl SystemResolver {
 }
 
 impl Resolver for SystemResolver {
-    async fn resolve(&self, host: &str, port: u16) -> io::Result<Addrs> {
+    fn try_resolve(&self, host: &str, port: u16) -> Option<io::Result<Addrs>> {
         if let Some(a) = self.pins.get(host, port) {
-            return Ok(Addrs::One(a));
+            return Some(Ok(Addrs::One(a)));
+        }
+        let ips = self.cached(host, Instant::now())?;
+        Some(Ok(Addrs::Many(ips, port)))
+    }
+
+    async fn resolve(&self, host: &str, port: u16) -> io::Result<Addrs> {
+        if let Some(known) = self.try_resolve(host, port) {
+            return known;
         }
         let now = Instant::now();
-        if let Some(ips) = self.cached(host, now) {
-            return Ok(Addrs::Many(ips, port));
-        }
         let ips: Arc<[IpAddr]> = tokio::net::lookup_host((host, port))
             .await?
             .map(|a| a.ip())

@@ -5,17 +5,14 @@
 //! without copying them into the process. Each call is a syscall, though, and
 //! a pipe costs two file descriptors, so for small messages it is slower than
 //! `read`/`write` (HAProxy's keep-alive figure with splice shows it). The
-//! proxy therefore switches a direction to splice only after it has carried
+//! relay therefore switches a direction to splice only after it has carried
 //! [`SPLICE_AFTER`] bytes, i.e. for bulk transfers.
 //!
-//! This module only moves bytes; it knows nothing of TLS or the allowlist.
+//! This module only moves bytes; it knows nothing of TLS, the allowlist or
+//! readiness.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::task::{Context, Poll};
-
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 /// A direction switches to splice after moving this many bytes.
 pub const SPLICE_AFTER: u64 = 1 << 20;
@@ -29,8 +26,8 @@ pub struct Pipe {
     write: OwnedFd,
     pending: usize,
     capacity: usize,
-    /// The source reached EOF; what is in the pipe still goes out.
-    eof: bool,
+    /// The last fill failed with EAGAIN although the pipe held bytes.
+    full: bool,
 }
 
 impl Pipe {
@@ -50,87 +47,53 @@ impl Pipe {
             write,
             pending: 0,
             capacity,
-            eof: false,
+            full: false,
         })
     }
 
-    /// Moves bytes from `r` to `w` through the pipe until `r` reaches EOF
-    /// and the pipe is empty (`Ready(Ok(true))`), or neither side can move
-    /// (`Pending`). `moved` is increased by every byte delivered to `w`.
+    /// Bytes in the pipe, waiting for [`Pipe::drain`].
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Whether [`Pipe::fill`] may take more.
     ///
-    /// Both ends work at once: while `w` is full, `r` still fills the pipe,
-    /// and while `r` is empty, the pipe still drains into `w`. Strictly
-    /// alternating (fill, then drain all, then fill) left the sender
-    /// stalled behind a full receive buffer whenever `w` was slow.
-    ///
-    /// Filling a pipe that is not empty can fail with EAGAIN because the
-    /// pipe ran out of slots (each holds one socket fragment, however small)
-    /// while the socket still has data. That EAGAIN must not clear the
-    /// socket's edge-triggered readiness, or the flow stalls for good; only
-    /// an EAGAIN into an empty pipe means the socket is drained.
-    pub fn poll_relay(
-        &mut self,
-        cx: &mut Context<'_>,
-        r: &TcpStream,
-        w: &TcpStream,
-        moved: &mut u64,
-    ) -> Poll<io::Result<bool>> {
-        // The pipe refused more; retry only after the drain made room.
-        let mut pipe_full = false;
-        loop {
-            // A `WouldBlock` from `try_io` counts as progress: readiness was
-            // cleared, so the next turn polls again and registers a waker.
-            let mut progress = false;
-            if !self.eof && !pipe_full && self.pending < self.capacity {
-                if let Poll::Ready(ready) = r.poll_read_ready(cx) {
-                    ready?;
-                    let room = self.capacity - self.pending;
-                    let fill = || splice(r.as_raw_fd(), self.write.as_raw_fd(), room);
-                    let res = if self.pending == 0 {
-                        r.try_io(Interest::READABLE, fill)
-                    } else {
-                        fill()
-                    };
-                    progress = true;
-                    match res {
-                        Ok(0) => self.eof = true,
-                        Ok(n) => self.pending += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            // Into an empty pipe: the socket is drained and
-                            // `try_io` cleared its readiness. Otherwise the
-                            // pipe may be full: wait for the drain.
-                            pipe_full = self.pending > 0;
-                        }
-                        Err(e) => return Poll::Ready(Err(e)),
-                    }
+    /// A pipe with free bytes can still refuse: each of its slots holds one
+    /// socket fragment, however small, so many small segments fill it long
+    /// before its byte capacity. Then `splice` into it fails with EAGAIN
+    /// while the socket still holds data, and the socket stays readable. The
+    /// pipe counts as full until a drain makes room, so a level-triggered
+    /// loop stops asking the socket instead of spinning on it.
+    pub fn can_fill(&self) -> bool {
+        !self.full && self.pending < self.capacity
+    }
+
+    /// Moves what `from` has into the pipe: `Ok(0)` at EOF, `WouldBlock`
+    /// when nothing moved.
+    pub fn fill(&mut self, from: RawFd) -> io::Result<usize> {
+        match splice(from, self.write.as_raw_fd(), self.capacity - self.pending) {
+            Ok(n) => {
+                self.pending += n;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::WouldBlock && self.pending > 0 {
+                    self.full = true;
                 }
-            }
-            if self.pending > 0 {
-                if let Poll::Ready(ready) = w.poll_write_ready(cx) {
-                    ready?;
-                    let res = w.try_io(Interest::WRITABLE, || {
-                        splice(self.read.as_raw_fd(), w.as_raw_fd(), self.pending)
-                    });
-                    progress = true;
-                    match res {
-                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                        Ok(n) => {
-                            self.pending -= n;
-                            *moved += n as u64;
-                            pipe_full = false;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Poll::Ready(Err(e)),
-                    }
-                }
-            }
-            if self.eof && self.pending == 0 {
-                return Poll::Ready(Ok(true));
-            }
-            if !progress {
-                return Poll::Pending;
+                Err(e)
             }
         }
+    }
+
+    /// Moves what the pipe holds into `to`.
+    pub fn drain(&mut self, to: RawFd) -> io::Result<usize> {
+        let n = splice(self.read.as_raw_fd(), to, self.pending)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.pending -= n;
+        self.full = false;
+        Ok(n)
     }
 }
 
