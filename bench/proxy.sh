@@ -44,6 +44,10 @@ PEERS=${PEERS:-"direct egressgen nginx haproxy haproxy-splice sniproxy"}
 TESTS=${TESTS:-"bulk conn keepalive latency"}
 SNI=api.bench.test
 DENIED=denied.bench.test
+# Routed by every peer to a plain TCP backend that bench/half_close.py runs, to check whether
+# the peer passes a half-close on (it is on the allowlist of all of them).
+HALF=half.bench.test
+HALF_PORT=18450
 
 BACKEND_PORT=18443
 declare -A PORT=([direct]=$BACKEND_PORT [egressgen]=18401 [nginx]=18402 [haproxy]=18403
@@ -175,6 +179,7 @@ stream {
     api.bench.test        127.0.0.1:$BACKEND_PORT;
     registry.example.org  127.0.0.1:$BACKEND_PORT;
     *.cdn.bench.test      127.0.0.1:$BACKEND_PORT;
+    $HALF      127.0.0.1:$HALF_PORT;
     default               127.0.0.1:9;
   }
   server {
@@ -211,11 +216,15 @@ frontend sni
   tcp-request inspect-delay 10s
   acl allowed req.ssl_sni -i api.bench.test registry.example.org
   acl allowed req.ssl_sni -i -m end .cdn.bench.test
-  tcp-request content accept if allowed
+  acl half req.ssl_sni -i $HALF
+  tcp-request content accept if allowed or half
   tcp-request content reject
+  use_backend half if half
   default_backend backend
 backend backend
   server backend 127.0.0.1:$BACKEND_PORT
+backend half
+  server half 127.0.0.1:$HALF_PORT
 EOF
 }
 haproxy_conf "${PORT[haproxy]}" "" >"$WORK/haproxy.cfg"
@@ -238,6 +247,7 @@ table allowed {
   ^api\\.bench\\.test\$ 127.0.0.1:$BACKEND_PORT
   ^registry\\.example\\.org\$ 127.0.0.1:$BACKEND_PORT
   \\.cdn\\.bench\\.test\$ 127.0.0.1:$BACKEND_PORT
+  ^half\\.bench\\.test\$ 127.0.0.1:$HALF_PORT
 }
 EOF
 
@@ -246,6 +256,7 @@ EG_ARGS=(serve --listen "127.0.0.1:${PORT[egressgen]}"
   --resolve "api.bench.test=127.0.0.1:$BACKEND_PORT"
   --resolve "registry.example.org=127.0.0.1:$BACKEND_PORT"
   --resolve "*.cdn.bench.test=127.0.0.1:$BACKEND_PORT"
+  --allow "$HALF" --resolve "$HALF=127.0.0.1:$HALF_PORT"
   --max-connections 20000
   --access-log off) # the peers are configured without an access log too
 # A second egressgen in the same run, for before/after comparisons: peer `egressgen-alt`, run
@@ -318,6 +329,19 @@ for peer in $PEERS; do
 done
 PEERS=$CHECKED
 log "peers: $PEERS"
+
+# ---------------------------------------------------------------- half-close
+# Envoy's tcp_proxy (and so the gateway, and egressgen) passes a FIN on and keeps the other
+# direction open. A proxy that closes both sides at the first FIN does less work per
+# connection; the summary says which peers do which (bench/half_close.py).
+for peer in $PEERS; do
+  [[ $peer == direct ]] && continue
+  res=$(python3 "$ROOT/bench/half_close.py" "127.0.0.1:${PORT[$peer]}" "$HALF_PORT" "$HALF" 2>&1 || true)
+  client=false backend=false
+  [[ $res == *"client-first: passed on"* ]] && client=true
+  [[ $res == *"backend-first: passed on"* ]] && backend=true
+  echo "{\"test\":\"halfclose\",\"peer\":\"$peer\",\"client_first\":$client,\"backend_first\":$backend}" >>"$RAW"
+done
 
 # ---------------------------------------------------------------- measurement helpers
 CLK_TCK=$(getconf CLK_TCK)

@@ -51,9 +51,12 @@ def main(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     by = defaultdict(lambda: defaultdict(dict))  # test -> round -> peer -> record
     idle = {}
+    half = {}
     for r in rows:
         if r["test"] == "idle":
             idle[r["peer"]] = r
+        elif r["test"] == "halfclose":
+            half[r["peer"]] = r
         else:
             by[r["test"]][r["round"]][r["peer"]] = r
     short = [r for r in rows if r["test"] == "bulk" and r["bytes"] < GIB]
@@ -156,6 +159,19 @@ def main(path):
                 row += f" {fmt(c, '.1f')} | {fmt(d, '.1f')} |"
             out.append(row)
 
+    if half:
+        yes = lambda b: "yes" if b else "**no**"  # noqa: E731
+        out.append("")
+        out.append("Passes a half-close on (bench/half_close.py): after one side's FIN, does the other")
+        out.append("direction still get through? Closing both sides at the first FIN saves work per connection.")
+        out.append("")
+        out.append("| peer | client closes first | upstream closes first |")
+        out.append("|---|---|---|")
+        for p in PEER_ORDER:
+            r = half.get(p)
+            if r is not None:
+                out.append(f"| {LABEL.get(p, p)} | {yes(r['client_first'])} | {yes(r['backend_first'])} |")
+
     if proxies and any(by[t] for t in ("bulk", "conn", "keepalive")):
         out.append("")
         out.append("Round-to-round spread (min–max over the rounds) of the CPU columns:")
@@ -216,6 +232,15 @@ def main(path):
             ("added latency p99", fmt(e["a99"], ".0f", " µs"), f"≤ nginx ({fmt(nginx.get('a99'), '.0f', ' µs')})",
              cmp(e["a99"], nginx.get("a99"), True)),
         ]
+        if half:
+            # The same column against the peers that do the same work: pass a half-close on.
+            alike = [summary[p]["cconn"] for p in peers
+                     if p not in ("direct", "egressgen", "egressgen-alt") and summary[p]["cconn"] is not None
+                     and half.get(p, {}).get("client_first") and half.get(p, {}).get("backend_first")]
+            b = min(alike) if alike else None
+            goals.insert(2, ("CPU per conn, half-closing peers", fmt(e["cconn"], ".0f", " µs"),
+                             f"≤ best peer that passes a half-close on ({fmt(b, '.0f', ' µs')})",
+                             cmp(e["cconn"], b, True)))
         for name, val, target, ok in goals:
             out.append(f"| {name} | {val} | {target} | {check(ok)} |")
     if short:
