@@ -26,7 +26,7 @@ use std::collections::BinaryHeap;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1119,7 +1119,7 @@ fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, Option<usize>)
 /// system call.
 #[cfg(target_os = "linux")]
 fn accept(listener: &std::net::TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
-    use std::os::fd::FromRawFd;
+    use std::os::fd::{FromRawFd, RawFd};
     // SAFETY: accept4 writes at most `len` bytes into the storage socket2
     // provides, and sets `len`.
     let (fd, addr) = unsafe {

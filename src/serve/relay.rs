@@ -36,7 +36,8 @@ pub struct Half {
     done: bool,
     /// Bytes delivered to the destination.
     total: u64,
-    /// Splice once `total` passes `SPLICE_AFTER`.
+    /// Splice once `total` passes `SPLICE_AFTER` (Linux only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     splice: bool,
     #[cfg(target_os = "linux")]
     pipe: Option<super::splice::Pipe>,
