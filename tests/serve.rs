@@ -542,6 +542,54 @@ async fn half_close_is_propagated_both_ways() {
     p.stop().await;
 }
 
+/// Writes to `s` until every buffer on the way is full.
+async fn fill(s: &TcpStream) {
+    let chunk = vec![7u8; 64 * 1024];
+    let mut stalled = 0;
+    while stalled < 4 {
+        match s.try_write(&chunk) {
+            Ok(_) => stalled = 0,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stalled += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// One side resets while what it sent waits for the other, which is not
+/// reading. The level-triggered poller reports the reset socket again and
+/// again, though there is nothing to do with it until the other side reads.
+/// That must not spin the loop, which also put off the idle timeout for
+/// ever: the connection is cut by the timeout.
+#[tokio::test]
+async fn a_reset_while_the_other_side_is_not_reading_does_not_spin() {
+    let settings = Settings {
+        idle_timeout: Duration::from_millis(500),
+        ..defaults()
+    };
+    let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
+    for (i, client_resets) in [true, false].into_iter().enumerate() {
+        let hello = hello_for(b"r.test.local");
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        c.write_all(&hello).await.unwrap();
+        let (mut s, _) = up.accept().await.unwrap();
+        let mut got = vec![0; hello.len()];
+        s.read_exact(&mut got).await.unwrap();
+        let (resets, stalls) = if client_resets { (c, s) } else { (s, c) };
+        fill(&resets).await;
+        socket2::SockRef::from(&resets)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(resets);
+        let log = p.log.lines(i + 1).await;
+        assert!(log[i].ends_with("flags=UT"), "{}", log[i]);
+        drop(stalls);
+    }
+    p.stop().await;
+}
+
 #[tokio::test]
 async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
     let settings = Settings {

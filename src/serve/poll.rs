@@ -7,7 +7,8 @@
 //! does. The price is the trap level-triggering sets: `EPOLLHUP` and
 //! `EPOLLERR` (`POLLHUP`, `POLLERR`) are reported even for a socket with no
 //! interest at all (epoll_ctl(2), poll(2)), so a socket the loop wants
-//! nothing more from must be closed on them, or the loop spins.
+//! nothing more from must be closed on them, or the loop spins; one it
+//! wants nothing from *yet* must be [`Poller::remove`]d until it does.
 //!
 //! With epoll, closing a descriptor removes it from the set, so
 //! [`Poller::forget`] costs nothing there (no `EPOLL_CTL_DEL` per socket).
@@ -118,6 +119,20 @@ impl Poller {
             #[cfg(target_os = "linux")]
             Inner::Epoll(_) => {}
             Inner::Poll(p) => p.forget(fd),
+        }
+    }
+
+    /// Stops watching `fd`, which stays open: [`Poller::add`] it again to
+    /// hear from it. For a socket that reports a hang-up or an error the
+    /// loop cannot act on yet (see the module docs).
+    pub fn remove(&mut self, fd: RawFd) -> io::Result<()> {
+        match &mut self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Epoll(e) => e.ctl(libc::EPOLL_CTL_DEL, fd, 0, Interest::NONE),
+            Inner::Poll(p) => {
+                p.forget(fd);
+                Ok(())
+            }
         }
     }
 
@@ -341,6 +356,13 @@ mod tests {
             let mut ev = Vec::new();
             p.wait(&mut ev, Some(Duration::from_secs(1))).unwrap();
             assert!(ev.len() == 1 && ev[0].hup, "{b:?}: {ev:?}");
+            // Only removing it stops the reports; adding it back resumes them.
+            p.remove(a.as_raw_fd()).unwrap();
+            p.wait(&mut ev, Some(Duration::ZERO)).unwrap();
+            assert!(ev.is_empty(), "{b:?}: removed: {ev:?}");
+            p.add(a.as_raw_fd(), 2, Interest::READ).unwrap();
+            p.wait(&mut ev, Some(Duration::ZERO)).unwrap();
+            assert!(ev.len() == 1 && ev[0].token == 2, "{b:?}: {ev:?}");
         }
     }
 

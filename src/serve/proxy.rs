@@ -552,6 +552,9 @@ impl<R: Resolver> Worker<R> {
             };
             let t = token(slot, generation, side);
             match c.interest[side] {
+                // Removed after a hang-up while nothing was wanted of it
+                // (`on_relay`): back only once something is.
+                None if want[side] == Interest::NONE => continue,
                 None => self.poller.add(fd, t, want[side])?,
                 Some(i) if i != want[side] => self.poller.modify(fd, t, want[side])?,
                 Some(_) => {}
@@ -1021,6 +1024,20 @@ impl<R: Resolver> Worker<R> {
         // from is reported again and again. Nothing more can come of it.
         if (ev.hup || ev.error) && reader_eof {
             return c.out.end("connection_reset", flags::CONNECTION_RESET);
+        }
+        // Nor may one whose reader is only paused (what it sent waits for
+        // the other side) and with nothing to write to it: the report would
+        // come again at once, spinning the loop and, as activity, putting
+        // off the idle timeout for ever. Stop watching it; `sync` adds it
+        // back once it is to be read again.
+        if (ev.hup || ev.error) && c.wanted()[side] == Interest::NONE {
+            let fd = match side {
+                CLIENT => Some(c.client.as_raw_fd()),
+                _ => c.upstream().map(AsRawFd::as_raw_fd),
+            };
+            if fd.is_some_and(|fd| self.poller.remove(fd).is_ok()) {
+                c.interest[side] = None;
+            }
         }
         true
     }
