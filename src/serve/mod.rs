@@ -312,6 +312,11 @@ pub fn run(args: ServeArgs) -> Result<u8> {
     let drained = main_rt
         .block_on(proxy::serve_workers(proxy.clone(), sockets, shutdown))
         .context("cannot start the workers")?;
+    // Dropping the runtime would wait for DNS lookups still running on its
+    // blocking pool (getaddrinfo cannot be cancelled, and a dead name server
+    // holds it for the resolver's full timeout), long after their
+    // connections closed: the drain deadline must bound the exit.
+    main_rt.shutdown_background();
     if drained.cut > 0 {
         eprintln!(
             "egressgen serve: drain deadline passed; closed {} open connection{}",
