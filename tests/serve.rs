@@ -542,15 +542,17 @@ async fn half_close_is_propagated_both_ways() {
     p.stop().await;
 }
 
-/// Writes to `s` until every buffer on the way is full.
+/// Writes to `s` until every buffer on the way is full: until it blocks
+/// three times 50 ms apart, 300 ms at most (idle timeouts are longer).
 async fn fill(s: &TcpStream) {
     let chunk = vec![7u8; 64 * 1024];
-    let mut stalled = 0;
-    while stalled < 4 {
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(300);
+    let mut blocked = 0;
+    while blocked < 3 && tokio::time::Instant::now() < give_up {
         match s.try_write(&chunk) {
-            Ok(_) => stalled = 0,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                stalled += 1;
+                blocked += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("{e}"),
@@ -566,7 +568,7 @@ async fn fill(s: &TcpStream) {
 #[tokio::test]
 async fn a_reset_while_the_other_side_is_not_reading_does_not_spin() {
     let settings = Settings {
-        idle_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(1),
         ..defaults()
     };
     let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
