@@ -965,6 +965,29 @@ async fn drain_deadline_closes_stragglers_and_exits_0() {
     );
 }
 
+/// A connection cut by the drain deadline while its hello is incomplete is
+/// logged with the bytes it did send, as one cut by the hello timeout is.
+#[tokio::test]
+async fn a_partial_hello_cut_by_the_drain_logs_its_bytes() {
+    let settings = Settings {
+        drain_timeout: Duration::from_millis(200),
+        ..defaults()
+    };
+    let p = start_tls(&["*.test.local"], settings).await;
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&hello_for(b"d.test.local")[..10])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = p.log.clone();
+    assert_eq!(p.stop().await, proxy::Drained { cut: 1 });
+    let line = log.lines(1).await.remove(0);
+    assert!(
+        line.contains("reason=drain_timeout") && line.contains("bytes_received=10 "),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn learn_mode_forwards_everything_and_prints_a_domain_list() {
     let (mut child, addr, _log) = spawn_with_backend(&["--learn", "--access-log", "off"]).await;

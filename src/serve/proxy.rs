@@ -739,6 +739,9 @@ impl<R: Resolver> Worker<R> {
         let mut cut = 0;
         for slot in 0..self.slots.len() as u32 {
             if let Some(mut c) = self.slots[slot as usize].conn.take() {
+                if let State::Hello { buf, .. } = &c.state {
+                    c.out.received = buf.len() as u64;
+                }
                 c.out.end("drain_timeout", flags::TIMEOUT);
                 self.close(slot, c);
                 cut += 1;
