@@ -1162,6 +1162,48 @@ async fn serve_spelling_config_file_and_ipv6() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+/// The client half-closes at once; the upstream answers with megabytes
+/// (spliced past 1 MiB) and closes. Once both FINs have passed, the
+/// upstream socket hangs up while the last of its bytes may still wait in
+/// the relay for the client: they must all arrive. An earlier loop closed on
+/// that hang-up and lost up to a pipe's worth; the race showed in
+/// `long_flows_are_byte_exact_with_and_without_splice` under load (3 runs of
+/// the suite in 6). This runs the plain case on 8 connections at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_owed_to_the_client_survive_the_upstream_hanging_up() {
+    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
+    let up = Arc::new(up);
+    let body = Arc::new(pattern(4 << 20, 6));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (up, body, addr) = (up.clone(), body.clone(), p.addr);
+        clients.push(tokio::spawn(async move {
+            let hello = hello_for(b"owed.test.local");
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&hello).await.unwrap();
+            c.shutdown().await.unwrap();
+            let (mut s, _) = up.accept().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            s.write_all(&body).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).await.unwrap();
+            back.len() == body.len() && back == *body
+        }));
+    }
+    let mut complete = 0;
+    for c in clients {
+        let ok = tokio::time::timeout(Duration::from_secs(20), c)
+            .await
+            .expect("a transfer hung")
+            .unwrap();
+        complete += ok as usize;
+    }
+    assert_eq!(complete, 8, "connections that got every byte");
+    p.stop().await;
+}
+
 /// Flows past 1 MiB switch to splice(2) on Linux: bytes must stay exact,
 /// with half-close, both with and without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1003,6 +1003,7 @@ impl<R: Resolver> Worker<R> {
         };
         let client = &c.client;
         let scratch = &mut self.scratch;
+        let before = c2u.moved() + u2c.moved();
         let res = if side == CLIENT {
             relay_step(client, up, c2u, u2c, ev, scratch)
         } else {
@@ -1011,28 +1012,24 @@ impl<R: Resolver> Worker<R> {
         if res.is_err() {
             return c.out.end("connection_reset", flags::CONNECTION_RESET);
         }
-        // Anything reported counts as activity for the idle timeout.
-        c.deadline = self.now + self.proxy.settings.idle_timeout;
-        let reader_eof = if side == CLIENT {
-            c2u.is_eof()
-        } else {
-            u2c.is_eof()
-        };
+        if c2u.moved() + u2c.moved() != before {
+            c.deadline = self.now + self.proxy.settings.idle_timeout;
+        }
         let c2u_done = c2u.finish(up, u2c.is_done());
         let u2c_done = u2c.finish(client, c2u_done);
         if c2u_done && u2c_done {
             return false;
         }
-        // Level-triggered: a hung-up or failed socket we no longer read
-        // from is reported again and again. Nothing more can come of it.
-        if (ev.hup || ev.error) && reader_eof {
-            return c.out.end("connection_reset", flags::CONNECTION_RESET);
-        }
-        // Nor may one whose reader is only paused (what it sent waits for
-        // the other side) and with nothing to write to it: the report would
-        // come again at once, spinning the loop and, as activity, putting
-        // off the idle timeout for ever. Stop watching it; `sync` adds it
-        // back once it is to be read again.
+        // Level-triggered: a hung-up or failed socket is reported again and
+        // again, even with no interest. When nothing is wanted of it (its
+        // reader has ended or is paused while what it sent waits for the
+        // other side, and nothing is to be written to it), stop watching it,
+        // or the loop spins; `sync` adds it back once something is wanted.
+        // Closing instead would drop what still waits for the other side:
+        // after our FIN and the upstream's, the upstream socket hangs up
+        // while the last of its bytes may still be on their way to the
+        // client. A socket that failed surfaces its error on the next read
+        // or write.
         if (ev.hup || ev.error) && c.wanted()[side] == Interest::NONE {
             let fd = match side {
                 CLIENT => Some(c.client.as_raw_fd()),

@@ -36,6 +36,8 @@ pub struct Half {
     done: bool,
     /// Bytes delivered to the destination.
     total: u64,
+    /// Bytes taken from the source.
+    read: u64,
     /// Splice once `total` passes `SPLICE_AFTER` (Linux only).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     splice: bool,
@@ -52,6 +54,7 @@ impl Half {
             eof: false,
             done: false,
             total: sent as u64,
+            read: 0,
             splice: splice && cfg!(target_os = "linux"),
             #[cfg(target_os = "linux")]
             pipe: None,
@@ -64,6 +67,14 @@ impl Half {
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Bytes read plus bytes written so far: it changes exactly when bytes
+    /// move, which is what Envoy's `tcp_proxy` `idle_timeout` watches ("no
+    /// bytes sent or received on either the upstream or downstream
+    /// connection").
+    pub fn moved(&self) -> u64 {
+        self.read + self.total
     }
 
     pub fn is_done(&self) -> bool {
@@ -120,6 +131,7 @@ impl Half {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             };
+            self.read += n as u64;
             let w = match (&*dst).write(&scratch[..n]) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -213,7 +225,7 @@ impl Half {
                     self.eof = true;
                     break;
                 }
-                Ok(_) => {}
+                Ok(n) => self.read += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
