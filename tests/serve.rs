@@ -1162,6 +1162,42 @@ async fn serve_spelling_config_file_and_ipv6() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+/// A client that half-closes and then resets (its process died) ends the
+/// connection at once, though the upstream is silent: its side is closed
+/// now, not held until the idle timeout (an hour by default).
+#[tokio::test]
+async fn a_client_reset_after_its_fin_closes_the_upstream_at_once() {
+    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
+    let hello = hello_for(b"gone.test.local");
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&hello).await.unwrap();
+    c.shutdown().await.unwrap();
+    let (mut s, _) = up.accept().await.unwrap();
+    let mut got = Vec::new();
+    // The hello, then the client's FIN passed on.
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, hello);
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c); // a reset
+    // The upstream, still open, sends nothing: only the reset can end the
+    // connection, and the proxy logs a connection when it closes it.
+    let line = p.log.lines(1).await.remove(0);
+    assert!(line.ends_with("flags=CR"), "{line}");
+    // Its upstream side is gone too: what the upstream writes now is refused.
+    let mut refused = false;
+    for _ in 0..50 {
+        if s.write_all(b"late").await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the upstream side is still open");
+    p.stop().await;
+}
+
 /// The client half-closes at once; the upstream answers with megabytes
 /// (spliced past 1 MiB) and closes. Once both FINs have passed, the
 /// upstream socket hangs up while the last of its bytes may still wait in

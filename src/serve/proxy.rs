@@ -1020,17 +1020,27 @@ impl<R: Resolver> Worker<R> {
         if c2u_done && u2c_done {
             return false;
         }
+        // Bytes this socket sent that still wait for the other side.
+        let owed = if side == CLIENT {
+            c2u.wants_write()
+        } else {
+            u2c.wants_write()
+        };
         // Level-triggered: a hung-up or failed socket is reported again and
         // again, even with no interest. When nothing is wanted of it (its
         // reader has ended or is paused while what it sent waits for the
         // other side, and nothing is to be written to it), stop watching it,
         // or the loop spins; `sync` adds it back once something is wanted.
-        // Closing instead would drop what still waits for the other side:
-        // after our FIN and the upstream's, the upstream socket hangs up
-        // while the last of its bytes may still be on their way to the
-        // client. A socket that failed surfaces its error on the next read
-        // or write.
-        if (ev.hup || ev.error) && c.wanted()[side] == Interest::NONE {
+        // Closing would drop what it still owes the other side: after our
+        // FIN and the upstream's, the upstream socket hangs up while the
+        // last of its bytes may still be on their way to the client. A
+        // failed (reset) socket that owes nothing ends the connection now,
+        // as Envoy's `tcp_proxy` closes one side when the other resets.
+        let idle_socket = c.wanted()[side] == Interest::NONE;
+        if ev.error && idle_socket && !owed {
+            return c.out.end("connection_reset", flags::CONNECTION_RESET);
+        }
+        if (ev.hup || ev.error) && idle_socket {
             let fd = match side {
                 CLIENT => Some(c.client.as_raw_fd()),
                 _ => c.upstream().map(AsRawFd::as_raw_fd),

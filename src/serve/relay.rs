@@ -81,10 +81,6 @@ impl Half {
         self.done
     }
 
-    pub fn is_eof(&self) -> bool {
-        self.eof
-    }
-
     pub fn wants_read(&self) -> bool {
         if self.eof {
             return false;
