@@ -18,23 +18,12 @@ check and exits 1 if any failed. Used for BENCHMARKS.md (serve finding 16).
 """
 
 import socket
-import ssl
 import sys
 import threading
 
+from idle import client_hello  # bench/idle.py: a real TLS client's first flight
+
 TIMEOUT = 3.0
-
-
-def client_hello(name):
-    """The first flight of a real TLS client for `name`, without a network."""
-    ctx = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=name)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 def read_all(sock):
