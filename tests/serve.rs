@@ -1558,3 +1558,93 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
         assert!(line.contains("decision=allowed"), "{line}");
     }
 }
+
+/// Bytes the upstream sent before it reset reach a slow client, as
+/// Envoy's `tcp_proxy` flushes what it read to the downstream on an
+/// upstream close. Copying, the loop reads only with nothing buffered, so a
+/// read error never strands bytes; splicing, the pipe may still hold bytes
+/// when the fill fails, and an earlier loop dropped them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_read_before_an_upstream_reset_reach_a_slow_client() {
+    for splice in [true, false] {
+        let settings = Settings {
+            splice,
+            ..defaults()
+        };
+        let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
+        let hello = hello_for(b"reset.test.local");
+        let body = pattern(32 << 20, 7);
+        let hello_len = hello.len();
+        let sent = body.clone();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = up.accept().await.unwrap();
+            let mut h = vec![0; hello_len];
+            s.read_exact(&mut h).await.unwrap();
+            // Write until every buffer on the way is full (the client does
+            // not read), then reset.
+            let mut written = 0;
+            let mut stalled = 0;
+            while stalled < 50 && written < sent.len() {
+                match s.try_write(&sent[written..]) {
+                    Ok(n) => {
+                        written += n;
+                        stalled = 0;
+                    }
+                    Err(_) => {
+                        stalled += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            // Let the last acknowledgements arrive.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+            let mut queued: libc::c_int = 0;
+            // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int for our TCP socket.
+            unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(s);
+            // What the proxy's kernel acknowledged: it must all arrive.
+            written - queued as usize
+        });
+        // A small window keeps the proxy's send buffer to the client small,
+        // so the pipe cannot empty into it at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(8 << 10).unwrap();
+        let mut c = socket.connect(p.addr).await.unwrap();
+        c.write_all(&hello).await.unwrap();
+        let acked = server.await.unwrap();
+        assert!(acked > 2 << 20, "only {acked} bytes left the upstream");
+        let mut got = Vec::new();
+        let mut buf = vec![0; 16 << 10];
+        let read = async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                // Slow: the proxy's pipe stays part full as the fill fails.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the client was never closed");
+        // At least what was acknowledged, in order (an acknowledgement
+        // still on its way can only make `acked` smaller).
+        assert!(
+            got.len() >= acked && got[..] == body[..got.len()],
+            "splice={splice}: {} of {acked} bytes reached the client",
+            got.len(),
+        );
+        let line = p.log.lines(1).await.remove(0);
+        let want = format!("bytes_sent={} ", got.len());
+        assert!(
+            line.contains(&want) && line.ends_with("flags=CR"),
+            "splice={splice}: {line}"
+        );
+        p.stop().await;
+    }
+}

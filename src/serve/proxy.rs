@@ -1015,6 +1015,9 @@ impl<R: Resolver> Worker<R> {
         if c2u.moved() + u2c.moved() != before {
             c.deadline = self.now + self.proxy.settings.idle_timeout;
         }
+        if c2u.reset_delivered() || u2c.reset_delivered() {
+            return c.out.end("connection_reset", flags::CONNECTION_RESET);
+        }
         let c2u_done = c2u.finish(up, u2c.is_done());
         let u2c_done = u2c.finish(client, c2u_done);
         if c2u_done && u2c_done {

@@ -34,6 +34,9 @@ pub struct Half {
     eof: bool,
     /// EOF, everything delivered, and the FIN passed on.
     done: bool,
+    /// The source failed (reset) while bytes it sent were still in the
+    /// pipe: once they are delivered, the connection ends as reset.
+    reset: bool,
     /// Bytes delivered to the destination.
     total: u64,
     /// Bytes taken from the source.
@@ -53,6 +56,7 @@ impl Half {
             pos: sent,
             eof: false,
             done: false,
+            reset: false,
             total: sent as u64,
             read: 0,
             splice: splice && cfg!(target_os = "linux"),
@@ -75,6 +79,12 @@ impl Half {
     /// connection").
     pub fn moved(&self) -> u64 {
         self.read + self.total
+    }
+
+    /// The source failed and what it sent before is now delivered: the
+    /// connection ends as reset, with no FIN passed on.
+    pub fn reset_delivered(&self) -> bool {
+        self.reset && !self.wants_write()
     }
 
     pub fn is_done(&self) -> bool {
@@ -223,6 +233,15 @@ impl Half {
                 }
                 Ok(n) => self.read += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) if p.pending() > 0 => {
+                    // The source failed (a reset) with bytes it sent still
+                    // in the pipe: deliver them first, as copying does and
+                    // as Envoy's `tcp_proxy` flushes (`FlushWrite`) what it
+                    // read to the other side when one side closes.
+                    self.eof = true;
+                    self.reset = true;
+                    break;
+                }
                 Err(e) => return Err(e),
             }
             match p.drain(dst.as_raw_fd()) {
