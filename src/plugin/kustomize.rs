@@ -3,8 +3,8 @@
 //! `kubectl kustomize --enable-alpha-plugins` runs
 //! `$KUSTOMIZE_PLUGIN_HOME/egressgen.io/v1alpha1/egressgateway/EgressGateway`
 //! (a symlink to egressgen) for every `EgressGateway` listed under
-//! `generators:`. As observed with Kustomize 5.5: argv[0] is that path,
-//! argv[1] a temporary file holding Kustomize's re-serialised copy of the
+//! `generators:`. As observed with Kustomize 5.5: `argv[0]` is that path,
+//! `argv[1]` a temporary file holding Kustomize's re-serialised copy of the
 //! config (comments gone, so its line numbers are not the user's), further
 //! arguments come from `argsOneLiner`/`argsFromFile`, the environment holds
 //! `KUSTOMIZE_PLUGIN_CONFIG_STRING` and `KUSTOMIZE_PLUGIN_CONFIG_ROOT`, and
@@ -32,8 +32,8 @@ pub const PLUGIN_DIR: &[&str] = &["egressgen.io", "v1alpha1", "egressgateway"];
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
-/// True when Kustomize started us as its exec plugin: argv[0]'s file name
-/// is `EgressGateway`, or Kustomize's environment is set and argv[1] is a
+/// True when Kustomize started us as its exec plugin: `argv[0]`'s file name
+/// is `EgressGateway`, or Kustomize's environment is set and `argv[1]` is a
 /// file rather than one of our `subcommands` or an option.
 pub fn is_invocation(args: &[OsString], subcommands: &[String]) -> bool {
     let argv0 = args.first().map(Path::new).and_then(Path::file_name);

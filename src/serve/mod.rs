@@ -8,7 +8,8 @@
 //! input exits 2 with nothing served. The work is done by:
 //! - [`hello`]: the ClientHello codec (pure, no I/O);
 //! - [`listen`]: binding, and how workers share an address;
-//! - [`proxy`]: each worker's event loop: accept, bounds, connect, drain;
+//! - [`proxy`]: settings, starting and draining the workers;
+//! - `worker`: each worker's event loop: accept, bounds, connect, relay;
 //! - [`relay`] (and [`splice`] on Linux): moving bytes both ways;
 //! - [`poll`]: socket readiness (epoll, or poll(2));
 //! - [`resolve`]: `--resolve` pins and the cached system resolver;
@@ -25,6 +26,7 @@ pub mod relay;
 pub mod resolve;
 #[cfg(target_os = "linux")]
 pub mod splice;
+mod worker;
 
 use std::io::Write;
 use std::net::SocketAddr;

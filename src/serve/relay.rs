@@ -6,12 +6,12 @@
 //! the source reports readable, [`Half::on_writable`] when the destination
 //! reports writable, and [`Half::wants_read`] / [`Half::wants_write`] say
 //! what to ask the poller for. A read that fills the buffer is followed by
-//! another, a few rounds at most ([`ROUNDS`]); a short read means the socket
+//! another, a few rounds at most (`ROUNDS`); a short read means the socket
 //! is drained, so the loop never reads only to get EAGAIN.
 //!
 //! Bytes are read into the worker's scratch buffer and written straight on.
 //! Only what the destination does not take at once is kept, in a buffer from
-//! the [`pool`] that is handed back as soon as it is written out. So an idle
+//! the `pool` that is handed back as soon as it is written out. So an idle
 //! connection holds no relay memory.
 
 use std::io::{self, Read, Write};
