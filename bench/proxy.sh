@@ -125,6 +125,10 @@ for name in direct egressgen nginx haproxy haproxy-splice sniproxy egressgen-alt
     exit 2
   fi
 done
+if [[ -n $(ss -ltnH "sport = :$HALF_PORT") ]]; then
+  echo "bench: port $HALF_PORT (for bench/half_close.py) is already in use" >&2
+  exit 2
+fi
 
 # The test names resolve to loopback for this run only (see the unshare above).
 printf '127.0.0.1 localhost %s %s\n::1 localhost\n' "$SNI" "$DENIED" >"$WORK/hosts"
