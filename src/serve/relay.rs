@@ -163,11 +163,7 @@ impl Half {
         if let Some(p) = &mut self.pipe {
             use std::os::fd::AsRawFd;
             if p.pending() > 0 {
-                match p.drain(dst.as_raw_fd()) {
-                    Ok(n) => self.total += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
+                self.total += p.drain(dst.as_raw_fd())? as u64;
             }
             return Ok(());
         }
@@ -244,13 +240,9 @@ impl Half {
                 }
                 Err(e) => return Err(e),
             }
-            match p.drain(dst.as_raw_fd()) {
-                Ok(n) => self.total += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
+            self.total += p.drain(dst.as_raw_fd())? as u64;
             if p.pending() > 0 {
-                // The destination took only part: wait for it.
+                // The destination took only part, or none: wait for it.
                 break;
             }
         }

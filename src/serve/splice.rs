@@ -85,9 +85,13 @@ impl Pipe {
         }
     }
 
-    /// Moves what the pipe holds into `to`.
+    /// Moves what the pipe holds into `to`: `Ok(0)` when `to` takes nothing
+    /// now (EAGAIN).
     pub fn drain(&mut self, to: RawFd) -> io::Result<usize> {
-        let n = splice(self.read.as_raw_fd(), to, self.pending)?;
+        let n = match splice(self.read.as_raw_fd(), to, self.pending) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            other => other?,
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
