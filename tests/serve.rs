@@ -648,6 +648,35 @@ async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
     p.stop().await;
 }
 
+/// A client that connects and sends nothing is cut by the hello timeout. On
+/// Linux the kernel holds such a connection for a second before the proxy
+/// sees it (TCP_DEFER_ACCEPT), and the timeout counts from then.
+#[tokio::test]
+async fn a_silent_client_is_cut_by_the_hello_timeout() {
+    let settings = Settings {
+        hello_timeout: Duration::from_millis(1500),
+        ..defaults()
+    };
+    let p = start_tls(&["*.test.local"], settings).await;
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await;
+    let took = started.elapsed();
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "not closed: {n:?}");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3500),
+        "cut after {took:?}, want 1.5 to 2.5 s"
+    );
+    let log = p.log.lines(1).await;
+    assert!(
+        log[0].contains("reason=hello_timeout") && log[0].ends_with("flags=UT"),
+        "{}",
+        log[0]
+    );
+    p.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_concurrent_clients_move_megabytes() {
     let p = start_tls(&["*.test.local"], defaults()).await;
@@ -697,13 +726,20 @@ async fn over_max_connections_are_refused_and_the_proxy_stays_up() {
         ..defaults()
     };
     let p = start_tls(&["*.test.local"], settings).await;
+    // Each client sends the first byte of a hello: Linux hands a connection
+    // to the proxy once its first bytes arrive (TCP_DEFER_ACCEPT).
+    let connect = || async {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(&[0x16]).await.unwrap();
+        s
+    };
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(TcpStream::connect(p.addr).await.unwrap());
+        held.push(connect().await);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..5 {
-        let mut extra = TcpStream::connect(p.addr).await.unwrap();
+        let mut extra = connect().await;
         let mut b = [0u8; 1];
         let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut b)).await;
         assert!(

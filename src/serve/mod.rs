@@ -62,7 +62,9 @@ pub struct ServeArgs {
     /// Upstream port of listeners without `=PORT` [default: the config's port, else 443].
     #[arg(long, value_name = "PORT")]
     pub upstream_port: Option<u16>,
-    /// Longest wait for a complete ClientHello.
+    /// Longest wait for a complete ClientHello. On Linux a client that sends
+    /// nothing reaches the proxy after about 1 s (TCP_DEFER_ACCEPT) and is
+    /// cut that much later.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub hello_timeout: Duration,
     /// Longest wait to resolve and connect upstream.
