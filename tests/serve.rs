@@ -1597,12 +1597,14 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
 
 /// Bytes the upstream sent before it reset reach a slow client, as
 /// Envoy's `tcp_proxy` flushes what it read to the downstream on an
-/// upstream close. Copying, the loop reads only with nothing buffered, so a
-/// read error never strands bytes; splicing, the pipe may still hold bytes
-/// when the fill fails, and an earlier loop dropped them.
+/// upstream close. Splicing, the pipe may still hold bytes when the fill
+/// fails, and an earlier loop dropped them. When the client sends after the
+/// reset, the proxy finds it by a failed write to the upstream, while bytes
+/// for the client still wait in the proxy; an earlier loop dropped those,
+/// and what the kernel still held of the upstream's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_read_before_an_upstream_reset_reach_a_slow_client() {
-    for splice in [true, false] {
+    for (splice, client_writes) in [(true, false), (false, false), (true, true), (false, true)] {
         let settings = Settings {
             splice,
             ..defaults()
@@ -1653,6 +1655,11 @@ async fn bytes_read_before_an_upstream_reset_reach_a_slow_client() {
         c.write_all(&hello).await.unwrap();
         let acked = server.await.unwrap();
         assert!(acked > 2 << 20, "only {acked} bytes left the upstream");
+        if client_writes {
+            // The reset reaches the proxy, then the client's bytes do.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.write_all(b"after the reset").await.unwrap();
+        }
         let mut got = Vec::new();
         let mut buf = vec![0; 16 << 10];
         let read = async {
@@ -1672,14 +1679,14 @@ async fn bytes_read_before_an_upstream_reset_reach_a_slow_client() {
         // still on its way can only make `acked` smaller).
         assert!(
             got.len() >= acked && got[..] == body[..got.len()],
-            "splice={splice}: {} of {acked} bytes reached the client",
+            "splice={splice} client_writes={client_writes}: {} of {acked} bytes reached the client",
             got.len(),
         );
         let line = p.log.lines(1).await.remove(0);
         let want = format!("bytes_sent={} ", got.len());
         assert!(
             line.contains(&want) && line.ends_with("flags=CR"),
-            "splice={splice}: {line}"
+            "splice={splice} client_writes={client_writes}: {line}"
         );
         p.stop().await;
     }

@@ -9,6 +9,13 @@
 //! another, a few rounds at most (`ROUNDS`); a short read means the socket
 //! is drained, so the loop never reads only to get EAGAIN.
 //!
+//! A reset never strands bytes: what a failed socket sent before it failed
+//! is still delivered to the other side, and then the connection ends as
+//! reset (`CR`), as Envoy's `tcp_proxy` flushes the other side
+//! (`FlushWrite`) when one side closes. A read error marks its own
+//! direction ([`Half::source_reset`]); a write error is returned, and the
+//! caller marks the direction from the socket that failed.
+//!
 //! Bytes are read into the worker's scratch buffer and written straight on.
 //! Only what the destination does not take at once is kept, in a buffer from
 //! the `pool` that is handed back as soon as it is written out. So an idle
@@ -34,8 +41,8 @@ pub struct Half {
     eof: bool,
     /// EOF, everything delivered, and the FIN passed on.
     done: bool,
-    /// The source failed (reset) while bytes it sent were still in the
-    /// pipe: once they are delivered, the connection ends as reset.
+    /// The source failed (reset): once what it sent is delivered, the
+    /// connection ends as reset.
     reset: bool,
     /// Bytes delivered to the destination.
     total: u64,
@@ -84,7 +91,31 @@ impl Half {
     /// The source failed and what it sent before is now delivered: the
     /// connection ends as reset, with no FIN passed on.
     pub fn reset_delivered(&self) -> bool {
-        self.reset && !self.wants_write()
+        self.reset && self.eof && !self.wants_write()
+    }
+
+    /// Whether the source failed.
+    pub fn is_reset(&self) -> bool {
+        self.reset
+    }
+
+    /// A write to the source failed (it reset). What it sent before is
+    /// still read and delivered: Linux keeps a reset socket's received
+    /// bytes readable, then reports EOF or the error.
+    pub fn source_reset(&mut self) {
+        self.reset = true;
+    }
+
+    /// The destination failed: what waits for it is dropped and nothing
+    /// more is read for it.
+    pub fn destination_reset(&mut self) {
+        self.eof = true;
+        self.done = true;
+        self.release();
+        #[cfg(target_os = "linux")]
+        {
+            self.pipe = None;
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -111,7 +142,8 @@ impl Half {
     }
 
     /// The source is readable (or hung up): one read, and as much of it as
-    /// the destination takes at once.
+    /// the destination takes at once. An error is the destination's; the
+    /// source's own end this direction as reset.
     pub fn on_readable(
         &mut self,
         src: &TcpStream,
@@ -135,7 +167,11 @@ impl Half {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+                Err(_) => {
+                    self.eof = true;
+                    self.reset = true;
+                    return Ok(());
+                }
             };
             self.read += n as u64;
             let w = match (&*dst).write(&scratch[..n]) {
@@ -157,7 +193,8 @@ impl Half {
         Ok(())
     }
 
-    /// The destination is writable: writes what waits for it.
+    /// The destination is writable: writes what waits for it. An error is
+    /// the destination's.
     pub fn on_writable(&mut self, dst: &TcpStream) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if let Some(p) = &mut self.pipe {
@@ -229,16 +266,12 @@ impl Half {
                 }
                 Ok(n) => self.read += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) if p.pending() > 0 => {
-                    // The source failed (a reset) with bytes it sent still
-                    // in the pipe: deliver them first, as copying does and
-                    // as Envoy's `tcp_proxy` flushes (`FlushWrite`) what it
-                    // read to the other side when one side closes.
+                Err(_) => {
+                    // Bytes it sent may still be in the pipe: delivered first.
                     self.eof = true;
                     self.reset = true;
                     break;
                 }
-                Err(e) => return Err(e),
             }
             self.total += p.drain(dst.as_raw_fd())? as u64;
             if p.pending() > 0 {

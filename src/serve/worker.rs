@@ -884,8 +884,24 @@ impl<R: Resolver> Worker<R> {
         } else {
             relay_step(up, client, u2c, c2u, ev, scratch)
         };
-        if res.is_err() {
-            return c.out.end("connection_reset", flags::CONNECTION_RESET);
+        if let Err(failed) = res {
+            let failed = match failed {
+                Failed::This => side,
+                Failed::Other => 1 - side,
+            };
+            if failed == CLIENT {
+                c2u.source_reset();
+            } else {
+                u2c.source_reset();
+            }
+        }
+        // A socket that failed takes nothing more; what it sent before is
+        // still delivered, then the connection ends as reset (`Half`).
+        if c2u.is_reset() {
+            u2c.destination_reset();
+        }
+        if u2c.is_reset() {
+            c2u.destination_reset();
         }
         if c2u.moved() + u2c.moved() != before {
             c.deadline = self.now + self.proxy.settings.idle_timeout;
@@ -958,6 +974,12 @@ impl<R: Resolver> Worker<R> {
     }
 }
 
+/// Which socket a write failed on, in [`relay_step`].
+enum Failed {
+    This,
+    Other,
+}
+
 /// One report for `this`, a socket of an established connection: write
 /// what waits for it, and read what it sent on to `other`.
 fn relay_step(
@@ -967,12 +989,12 @@ fn relay_step(
     to_this: &mut Half,
     ev: Event,
     scratch: &mut [u8],
-) -> io::Result<()> {
-    if ev.writable {
-        to_this.on_writable(this)?;
+) -> Result<(), Failed> {
+    if ev.writable && to_this.on_writable(this).is_err() {
+        return Err(Failed::This);
     }
-    if ev.readable || ev.hup || ev.error {
-        from_this.on_readable(this, other, scratch)?;
+    if (ev.readable || ev.hup || ev.error) && from_this.on_readable(this, other, scratch).is_err() {
+        return Err(Failed::Other);
     }
     Ok(())
 }
