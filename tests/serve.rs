@@ -853,10 +853,13 @@ fn bin() -> Command {
 
 /// `egressgen serve ARGS`, started with stdout and stderr piped.
 fn serve_child(args: &[&str]) -> Child {
-    bin()
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
+    let mut cmd = bin();
+    cmd.arg("serve").args(args);
+    piped(cmd)
+}
+
+fn piped(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
@@ -864,7 +867,12 @@ fn serve_child(args: &[&str]) -> Child {
 
 /// Starts `egressgen serve ARGS` and waits for its listening address.
 fn spawn(args: &[&str]) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let mut child = serve_child(args);
+    started(serve_child(args))
+}
+
+/// Waits for a started proxy's listening address; the receiver gets the
+/// rest of its stderr, line by line.
+fn started(mut child: Child) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -969,6 +977,80 @@ async fn sigterm_drains_transfers_in_flight_then_exits_0() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// A DNS lookup that never returns does not hold up the exit: once the drain
+/// deadline passes, the proxy exits without waiting for `getaddrinfo`. The
+/// proxy runs in a private mount namespace whose /etc/resolv.conf names a
+/// UDP socket of this test that never answers, with a 30 s resolver
+/// timeout. Needs root (`unshare --mount`, port 53), as CI runs.
+#[test]
+fn exit_does_not_wait_for_a_lookup_that_never_returns() {
+    let root = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !root {
+        eprintln!("skipped: needs root for `unshare --mount`");
+        return;
+    }
+    // An address of this process's own: the file's tests also run a second
+    // time, at once, on the poll backend.
+    let ip = format!("127.0.{}.9", 10 + std::process::id() % 200);
+    let dead = std::net::UdpSocket::bind((ip.as_str(), 53)).unwrap();
+    dead.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    let conf = format!("nameserver {ip}\noptions timeout:30 attempts:1\n");
+    std::fs::write(&resolv, conf).unwrap();
+    let script = r#"mount --bind "$1" /etc/resolv.conf && shift && exec "$@""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(&resolv)
+    .arg(assert_cmd::cargo::cargo_bin!("egressgen"))
+    .args([
+        "serve",
+        "--allow",
+        "*.example.org",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--drain-timeout", "200ms", "--connect-timeout", "60s"]);
+    let (mut child, addr, log) = started(piped(cmd));
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(&hello_for(b"slow.example.org")).unwrap();
+    // The lookup is out: the name server got its query.
+    let mut query = [0u8; 512];
+    dead.recv_from(&mut query).expect("no DNS query arrived");
+    let sent = std::time::Instant::now();
+    signal(&child, "-TERM");
+    let deadline = sent + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running 10 s after SIGTERM: waiting for the lookup");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = sent.elapsed();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    let lines: Vec<String> = log.iter().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("sni=`slow.example.org`") && l.contains("reason=drain_timeout")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test]
