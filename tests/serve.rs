@@ -1677,6 +1677,69 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
     }
 }
 
+/// An upstream that answers and resets while the client is still uploading
+/// (an HTTP client sending a body before it reads the response) ends the
+/// connection as reset once its answer is delivered. The client's upload is
+/// read and dropped meanwhile: an earlier loop stopped reading it, so the
+/// client blocked in its upload, never read the answer, and the connection
+/// stayed open until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reset_during_an_upload_ends_the_connection() {
+    let settings = Settings {
+        idle_timeout: Duration::from_secs(5),
+        ..defaults()
+    };
+    let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
+    let hello = hello_for(b"upload.test.local");
+    let hello_len = hello.len();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = up.accept().await.unwrap();
+        let mut h = vec![0; hello_len];
+        s.read_exact(&mut h).await.unwrap();
+        // Answer while reading a little of the upload, until every buffer
+        // on the way is full, then reset.
+        let answer = vec![b'A'; 64 << 10];
+        let mut sink = vec![0; 16 << 10];
+        let mut stalled = 0;
+        while stalled < 30 {
+            match s.try_write(&answer) {
+                Ok(_) => stalled = 0,
+                Err(_) => {
+                    stalled += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            let _ = s.try_read(&mut sink);
+        }
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(&hello).await.unwrap();
+    let upload = vec![b'U'; 64 << 20];
+    let sent = tokio::time::timeout(Duration::from_secs(4), c.write_all(&upload)).await;
+    assert!(matches!(sent, Ok(Ok(()))), "the upload stalled: {sent:?}");
+    server.await.unwrap();
+    let mut got = 0;
+    let mut buf = vec![0; 64 << 10];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(4), c.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("not closed; {got} bytes of the answer read"),
+        }
+    }
+    assert!(got > 0);
+    let line = p.log.lines(1).await.remove(0);
+    let want = format!(
+        "bytes_received={} bytes_sent={got} ",
+        hello_len + upload.len()
+    );
+    assert!(line.contains(&want) && line.ends_with("flags=CR"), "{line}");
+    p.stop().await;
+}
+
 /// Bytes the upstream sent before it reset reach a slow client, as
 /// Envoy's `tcp_proxy` flushes what it read to the downstream on an
 /// upstream close. Splicing, the pipe may still hold bytes when the fill
@@ -1738,9 +1801,14 @@ async fn bytes_read_before_an_upstream_reset_reach_a_slow_client() {
         let acked = server.await.unwrap();
         assert!(acked > 2 << 20, "only {acked} bytes left the upstream");
         if client_writes {
-            // The reset reaches the proxy, then the client's bytes do.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            c.write_all(b"after the reset").await.unwrap();
+            // The reset reaches the proxy, then the client's bytes do: the
+            // first write finds the failed upstream; the second must be
+            // read too, or closing with it unread resets the client and
+            // drops what is still on its way to it.
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                c.write_all(b"after the reset").await.unwrap();
+            }
         }
         let mut got = Vec::new();
         let mut buf = vec![0; 16 << 10];

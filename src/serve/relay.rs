@@ -14,7 +14,10 @@
 //! reset (`CR`), as Envoy's `tcp_proxy` flushes the other side
 //! (`FlushWrite`) when one side closes. A read error marks its own
 //! direction ([`Half::source_reset`]); a write error is returned, and the
-//! caller marks the direction from the socket that failed.
+//! caller marks the direction from the socket that failed. The direction
+//! toward a failed socket goes on reading and drops what it reads
+//! ([`Half::destination_reset`]): a client that uploads before it reads
+//! would otherwise block, never read, and hold the connection open.
 //!
 //! Bytes are read into the worker's scratch buffer and written straight on.
 //! Only what the destination does not take at once is kept, in a buffer from
@@ -44,6 +47,8 @@ pub struct Half {
     /// The source failed (reset): once what it sent is delivered, the
     /// connection ends as reset.
     reset: bool,
+    /// The destination failed: what the source sends is read and dropped.
+    discard: bool,
     /// Bytes delivered to the destination.
     total: u64,
     /// Bytes taken from the source.
@@ -64,6 +69,7 @@ impl Half {
             eof: false,
             done: false,
             reset: false,
+            discard: false,
             total: sent as u64,
             read: 0,
             splice: splice && cfg!(target_os = "linux"),
@@ -78,6 +84,11 @@ impl Half {
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Bytes taken from the source, delivered or not.
+    pub fn read(&self) -> u64 {
+        self.read
     }
 
     /// Bytes read plus bytes written so far: it changes exactly when bytes
@@ -106,10 +117,10 @@ impl Half {
         self.reset = true;
     }
 
-    /// The destination failed: what waits for it is dropped and nothing
-    /// more is read for it.
+    /// The destination failed: what waits for it is dropped, and what the
+    /// source sends from now on is read and dropped, until its EOF.
     pub fn destination_reset(&mut self) {
-        self.eof = true;
+        self.discard = true;
         self.done = true;
         self.release();
         #[cfg(target_os = "linux")]
@@ -125,6 +136,9 @@ impl Half {
     pub fn wants_read(&self) -> bool {
         if self.eof {
             return false;
+        }
+        if self.discard {
+            return true;
         }
         #[cfg(target_os = "linux")]
         if let Some(p) = &self.pipe {
@@ -151,6 +165,10 @@ impl Half {
         scratch: &mut [u8],
     ) -> io::Result<()> {
         if !self.wants_read() {
+            return Ok(());
+        }
+        if self.discard {
+            self.discard_from(src, scratch);
             return Ok(());
         }
         #[cfg(target_os = "linux")]
@@ -191,6 +209,29 @@ impl Half {
             }
         }
         Ok(())
+    }
+
+    /// Reads from `src` and drops it, a few rounds at most.
+    fn discard_from(&mut self, src: &TcpStream, scratch: &mut [u8]) {
+        for _ in 0..ROUNDS {
+            match (&*src).read(scratch) {
+                Ok(n) if n > 0 => self.read += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                _ => {
+                    self.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Once the connection ends, takes what the source sent meanwhile:
+    /// closing a socket with unread bytes sends a reset, which drops what
+    /// is still on its way to it.
+    pub fn drain_discarded(&mut self, src: &TcpStream, scratch: &mut [u8]) {
+        if self.discard && !self.eof {
+            self.discard_from(src, scratch);
+        }
     }
 
     /// The destination is writable: writes what waits for it. An error is

@@ -449,7 +449,9 @@ impl<R: Resolver> Worker<R> {
             State::Connecting { up, .. } => self.forget(up),
             State::Relay { up, c2u, u2c } => {
                 self.forget(up);
-                out.received = c2u.total();
+                // Envoy's BYTES_RECEIVED and BYTES_SENT: read from and
+                // written to the client (`out.received` holds the hello).
+                out.received += c2u.read();
                 out.sent = u2c.total();
             }
             _ => {}
@@ -907,6 +909,8 @@ impl<R: Resolver> Worker<R> {
             c.deadline = self.now + self.proxy.settings.idle_timeout;
         }
         if c2u.reset_delivered() || u2c.reset_delivered() {
+            c2u.drain_discarded(client, scratch);
+            u2c.drain_discarded(up, scratch);
             return c.out.end("connection_reset", flags::CONNECTION_RESET);
         }
         let c2u_done = c2u.finish(up, u2c.is_done());
