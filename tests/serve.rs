@@ -1677,6 +1677,63 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
     }
 }
 
+/// What reached the client's socket before the upstream reset still reaches
+/// the client when the client sends after the proxy has ended the
+/// connection: closing a socket that bytes reach later sends a reset, which
+/// drops what is still in its send queue, so the proxy lingers (reads and
+/// drops) until the client closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_after_an_upstream_reset_still_gets_the_answer() {
+    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
+    let hello = hello_for(b"late.test.local");
+    let hello_len = hello.len();
+    let body = pattern(1 << 20, 5);
+    let sent = body.clone();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = up.accept().await.unwrap();
+        let mut h = vec![0; hello_len];
+        s.read_exact(&mut h).await.unwrap();
+        s.write_all(&sent).await.unwrap();
+        // All of it is with the proxy by now; then reset.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    // A small window: most of the answer waits in the proxy's send queue.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 << 10).unwrap();
+    let mut c = socket.connect(p.addr).await.unwrap();
+    c.write_all(&hello).await.unwrap();
+    server.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.write_all(b"late").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0; 16 << 10];
+    let read = async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    let end = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the client was never closed");
+    assert!(
+        end.is_ok() && got == body,
+        "{end:?} after {} of {} bytes",
+        got.len(),
+        body.len()
+    );
+    let line = p.log.lines(1).await.remove(0);
+    let want = format!("bytes_sent={} ", body.len());
+    assert!(line.contains(&want) && line.ends_with("flags=CR"), "{line}");
+    p.stop().await;
+}
+
 /// An upstream that answers and resets while the client is still uploading
 /// (an HTTP client sending a body before it reads the response) ends the
 /// connection as reset once its answer is delivered. The client's upload is

@@ -225,15 +225,6 @@ impl Half {
         }
     }
 
-    /// Once the connection ends, takes what the source sent meanwhile:
-    /// closing a socket with unread bytes sends a reset, which drops what
-    /// is still on its way to it.
-    pub fn drain_discarded(&mut self, src: &TcpStream, scratch: &mut [u8]) {
-        if self.discard && !self.eof {
-            self.discard_from(src, scratch);
-        }
-    }
-
     /// The destination is writable: writes what waits for it. An error is
     /// the destination's.
     pub fn on_writable(&mut self, dst: &TcpStream) -> io::Result<()> {

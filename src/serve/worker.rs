@@ -20,8 +20,11 @@ use super::relay::{Half, RELAY_MAX};
 use super::resolve::{Addrs, Resolver};
 use crate::domain::{Decision, Denial};
 
-/// After refusing a TLS client, how long to wait for it to close so the
-/// alert is not lost to a reset.
+/// Once our side toward the client is shut (an alert sent, or the upstream
+/// reset), how long to wait for the client to close. Closing a socket with
+/// unread bytes, or one that bytes reach later, sends a reset, which drops
+/// what is still on its way to the client (the lingering close of HTTP
+/// servers).
 const LINGER: Duration = Duration::from_secs(1);
 /// How long a listener rests after `accept` failed for want of descriptors
 /// or memory (level-triggered, it would otherwise be reported at once).
@@ -178,9 +181,12 @@ enum State {
         c2u: Half,
         u2c: Half,
     },
-    /// Alert sent and our side shut; reading until the client closes.
-    Refusing {
+    /// Our side shut (an alert sent, or the upstream reset), the upstream
+    /// closed; reading and dropping until the client closes, `cap` bytes
+    /// or [`LINGER`] at most.
+    Lingering {
         read: usize,
+        cap: usize,
     },
     /// Only while a state is being replaced.
     Gone,
@@ -213,7 +219,7 @@ impl Conn {
 
     fn wanted(&self) -> [Interest; 2] {
         match &self.state {
-            State::Hello { .. } | State::Refusing { .. } => [Interest::READ, Interest::NONE],
+            State::Hello { .. } | State::Lingering { .. } => [Interest::READ, Interest::NONE],
             State::Resolving { .. } | State::Gone => [Interest::NONE, Interest::NONE],
             State::Connecting { .. } => [Interest::NONE, Interest::WRITE],
             State::Relay { c2u, u2c, .. } => [
@@ -371,7 +377,7 @@ impl<R: Resolver> Worker<R> {
         };
         let keep = match c.state {
             State::Hello { .. } => self.on_hello(&mut c, slot, generation),
-            State::Refusing { .. } => self.on_refusing(&mut c),
+            State::Lingering { .. } => self.on_lingering(&mut c),
             State::Connecting { .. } if side == UPSTREAM => self.on_connecting(&mut c, ev),
             State::Relay { .. } => self.on_relay(&mut c, side, ev),
             // Only a hang-up or an error is reported for a client we are
@@ -657,7 +663,7 @@ impl<R: Resolver> Worker<R> {
                 State::Relay { .. } => {
                     c.out.end("idle_timeout", flags::TIMEOUT);
                 }
-                State::Refusing { .. } | State::Gone => {}
+                State::Lingering { .. } | State::Gone => {}
             }
             self.close(slot, c);
         }
@@ -909,9 +915,8 @@ impl<R: Resolver> Worker<R> {
             c.deadline = self.now + self.proxy.settings.idle_timeout;
         }
         if c2u.reset_delivered() || u2c.reset_delivered() {
-            c2u.drain_discarded(client, scratch);
-            u2c.drain_discarded(up, scratch);
-            return c.out.end("connection_reset", flags::CONNECTION_RESET);
+            let client_failed = c2u.is_reset();
+            return self.end_reset(c, client_failed);
         }
         let c2u_done = c2u.finish(up, u2c.is_done());
         let u2c_done = u2c.finish(client, c2u_done);
@@ -936,7 +941,7 @@ impl<R: Resolver> Worker<R> {
         // as Envoy's `tcp_proxy` closes one side when the other resets.
         let idle_socket = c.wanted()[side] == Interest::NONE;
         if ev.error && idle_socket && !owed {
-            return c.out.end("connection_reset", flags::CONNECTION_RESET);
+            return self.end_reset(c, side == CLIENT);
         }
         if (ev.hup || ev.error) && idle_socket {
             let fd = match side {
@@ -950,14 +955,15 @@ impl<R: Resolver> Worker<R> {
         true
     }
 
-    fn on_refusing(&mut self, c: &mut Conn) -> bool {
-        let State::Refusing { read } = &mut c.state else {
+    fn on_lingering(&mut self, c: &mut Conn) -> bool {
+        let State::Lingering { read, cap } = &mut c.state else {
             return true;
         };
         match (&c.client).read(&mut self.scratch) {
             Ok(n) if n > 0 => {
                 *read += n;
-                *read <= hello::MAX_WIRE
+                c.out.received += n as u64;
+                *read <= *cap
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
             _ => false,
@@ -973,8 +979,37 @@ impl<R: Resolver> Worker<R> {
             c.out.sent = n as u64;
         }
         let _ = c.client.shutdown(std::net::Shutdown::Write);
-        c.state = State::Refusing { read: 0 };
+        c.state = State::Lingering {
+            read: 0,
+            cap: hello::MAX_WIRE,
+        };
         c.deadline = self.now + LINGER;
+    }
+
+    /// Ends an established connection as reset. When the client is not the
+    /// side that failed, what was delivered to it may still be in the
+    /// kernel's send queue: the upstream is closed, our side toward the
+    /// client shut (a FIN after those bytes), and the client gets
+    /// [`LINGER`] to close before its socket is.
+    fn end_reset(&mut self, c: &mut Conn, client_failed: bool) -> bool {
+        c.out.end("connection_reset", flags::CONNECTION_RESET);
+        if client_failed {
+            return false;
+        }
+        let State::Relay { up, c2u, u2c } = std::mem::replace(&mut c.state, State::Gone) else {
+            return false;
+        };
+        c.out.received += c2u.read();
+        c.out.sent = u2c.total();
+        self.forget(&up);
+        drop(up);
+        let _ = c.client.shutdown(std::net::Shutdown::Write);
+        c.state = State::Lingering {
+            read: 0,
+            cap: usize::MAX,
+        };
+        c.deadline = self.now + LINGER;
+        true
     }
 }
 
