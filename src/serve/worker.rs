@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::hello::{self, Parsed};
+use super::listen;
 use super::log::{Entry, flags};
 use super::poll::{Event, Interest, Poller};
 use super::proxy::Proxy;
@@ -38,42 +39,6 @@ fn nodelay_inherited(listener: &std::net::TcpListener) -> bool {
         && socket2::SockRef::from(listener)
             .set_tcp_nodelay(true)
             .is_ok()
-}
-
-/// How long Linux holds a connection that sends nothing before handing it
-/// over anyway (see [`defer_accept`]).
-const DEFER_ACCEPT: Duration = Duration::from_secs(1);
-
-/// Asks Linux to hand over a connection only once its first bytes have
-/// arrived (`TCP_DEFER_ACCEPT`, tcp(7)). A TLS client speaks first, so the
-/// accept and the read of its hello then take one wake-up instead of two,
-/// as with nginx's `listen ... deferred` and HAProxy's `defer-accept`.
-/// A client that sends nothing is handed over after [`DEFER_ACCEPT`]: the
-/// kernel drops its bare ACK, retransmits the SYN-ACK after the first
-/// retransmission timeout (1 s), and accepts on the ACK that answers it
-/// (`tcp_check_req`, `syn_ack_recalc` in net/ipv4). Such a client is cut
-/// that much later than `hello_timeout`, which counts from the hand-over;
-/// until then it costs the proxy nothing. Returns whether it is on.
-#[cfg(target_os = "linux")]
-fn defer_accept(listener: &std::net::TcpListener) -> bool {
-    let seconds = DEFER_ACCEPT.as_secs() as libc::c_int;
-    // SAFETY: setsockopt on an open socket with a c_int option value that
-    // outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&raw const seconds).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn defer_accept(_listener: &std::net::TcpListener) -> bool {
-    false
 }
 
 /// Messages to a worker from other threads.
@@ -246,7 +211,7 @@ struct Listener {
     socket: Option<std::net::TcpListener>,
     port: u16,
     nodelay_inherited: bool,
-    /// Connections arrive with their first bytes ([`defer_accept`]).
+    /// Connections arrive with their first bytes ([`listen::defer_accept`]).
     deferred: bool,
     /// Not asked for connections until then (after `accept` failed).
     resting: Option<Instant>,
@@ -293,7 +258,7 @@ impl<R: Resolver> Worker<R> {
             poller.add(socket.as_raw_fd(), LISTENER | i as u64, Interest::READ)?;
             listeners.push(Listener {
                 nodelay_inherited: nodelay_inherited(&socket),
-                deferred: defer_accept(&socket),
+                deferred: listen::defer_accept(&socket),
                 socket: Some(socket),
                 port,
                 resting: None,
