@@ -648,9 +648,8 @@ async fn slowloris_and_idle_clients_are_cut_and_others_still_served() {
     p.stop().await;
 }
 
-/// A client that connects and sends nothing is cut by the hello timeout. On
-/// Linux the kernel holds such a connection for a second before the proxy
-/// sees it (TCP_DEFER_ACCEPT), and the timeout counts from then.
+/// A client that connects and sends nothing is cut by the hello timeout,
+/// and logged.
 #[tokio::test]
 async fn a_silent_client_is_cut_by_the_hello_timeout() {
     let settings = Settings {
@@ -665,8 +664,8 @@ async fn a_silent_client_is_cut_by_the_hello_timeout() {
     let took = started.elapsed();
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "not closed: {n:?}");
     assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(3500),
-        "cut after {took:?}, want 1.5 to 2.5 s"
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3000),
+        "cut after {took:?}, want about 1.5 s"
     );
     let log = p.log.lines(1).await;
     assert!(
@@ -726,8 +725,7 @@ async fn over_max_connections_are_refused_and_the_proxy_stays_up() {
         ..defaults()
     };
     let p = start_tls(&["*.test.local"], settings).await;
-    // Each client sends the first byte of a hello: Linux hands a connection
-    // to the proxy once its first bytes arrive (TCP_DEFER_ACCEPT).
+    // Each client sends the first byte of a hello, and waits.
     let connect = || async {
         let mut s = TcpStream::connect(p.addr).await.unwrap();
         s.write_all(&[0x16]).await.unwrap();

@@ -38,7 +38,6 @@ pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<
     if workers <= 1 {
         let one = socket(addr).with_context(what)?;
         one.bind(&addr.into()).with_context(what)?;
-        defer_accept(&one);
         one.listen(4096).with_context(what)?;
         return Ok(vec![one.into()]);
     }
@@ -54,7 +53,6 @@ pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<
         let s = socket(actual).with_context(what)?;
         s.set_reuse_port(true).with_context(what)?;
         s.bind(&actual.into()).with_context(what)?;
-        defer_accept(&s);
         s.listen(4096).with_context(what)?;
         group.push(TcpListener::from(s));
     }
@@ -69,45 +67,6 @@ pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<
     }
     drop(claim);
     Ok(group)
-}
-
-/// How long Linux holds a connection that sends nothing before handing it
-/// over anyway (see [`defer_accept`]).
-#[cfg(target_os = "linux")]
-const DEFER_ACCEPT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Asks Linux to hand over a connection only once its first bytes have
-/// arrived (`TCP_DEFER_ACCEPT`, tcp(7)). A TLS client speaks first, so the
-/// accept and the read of its hello then take one wake-up instead of two,
-/// as with nginx's `listen ... deferred` and HAProxy's `defer-accept`.
-/// A client that sends nothing is handed over after [`DEFER_ACCEPT`]: the
-/// kernel drops its bare ACK, retransmits the SYN-ACK after the first
-/// retransmission timeout (1 s), and accepts on the ACK that answers it
-/// (`tcp_check_req`, `syn_ack_recalc` in net/ipv4). Such a client is cut
-/// that much later than `hello_timeout`, which counts from the hand-over;
-/// until then it costs the proxy nothing. Set before `listen()` so no
-/// connection comes in without it; the workers set it again on listeners
-/// they are given (in-process callers). Returns whether it is on.
-#[cfg(target_os = "linux")]
-pub(super) fn defer_accept(listener: &impl AsRawFd) -> bool {
-    let seconds = DEFER_ACCEPT.as_secs() as libc::c_int;
-    // SAFETY: setsockopt on an open socket with a c_int option value that
-    // outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&raw const seconds).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(super) fn defer_accept(_listener: &impl AsRawFd) -> bool {
-    false
 }
 
 /// A non-blocking TCP socket with `SO_REUSEADDR` (a restart binds despite

@@ -62,9 +62,7 @@ pub struct ServeArgs {
     /// Upstream port of listeners without `=PORT` [default: the config's port, else 443].
     #[arg(long, value_name = "PORT")]
     pub upstream_port: Option<u16>,
-    /// Longest wait for a complete ClientHello, from the moment the proxy has
-    /// the connection: on Linux, with its first bytes or, for a client that
-    /// sends nothing, about 1 s after the connect (TCP_DEFER_ACCEPT).
+    /// Longest wait for a complete ClientHello.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub hello_timeout: Duration,
     /// Longest wait to resolve and connect upstream.

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::hello::{self, Parsed};
-use super::listen;
 use super::log::{Entry, flags};
 use super::poll::{Event, Interest, Poller};
 use super::proxy::Proxy;
@@ -211,8 +210,6 @@ struct Listener {
     socket: Option<std::net::TcpListener>,
     port: u16,
     nodelay_inherited: bool,
-    /// Connections arrive with their first bytes ([`listen::defer_accept`]).
-    deferred: bool,
     /// Not asked for connections until then (after `accept` failed).
     resting: Option<Instant>,
 }
@@ -258,7 +255,6 @@ impl<R: Resolver> Worker<R> {
             poller.add(socket.as_raw_fd(), LISTENER | i as u64, Interest::READ)?;
             listeners.push(Listener {
                 nodelay_inherited: nodelay_inherited(&socket),
-                deferred: listen::defer_accept(&socket),
                 socket: Some(socket),
                 port,
                 resting: None,
@@ -474,7 +470,7 @@ impl<R: Resolver> Worker<R> {
                 return;
             }
         };
-        let (port, inherited, deferred) = (l.port, l.nodelay_inherited, l.deferred);
+        let (port, inherited) = (l.port, l.nodelay_inherited);
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.proxy.settings.max_connections {
             self.open.fetch_sub(1, Ordering::Relaxed);
             drop(client);
@@ -511,7 +507,7 @@ impl<R: Resolver> Worker<R> {
         self.live += 1;
         let deadline = self.now + self.proxy.settings.hello_timeout;
         self.deadlines.push(Reverse((deadline, slot, generation)));
-        let mut c = Conn {
+        let c = Conn {
             client,
             peer,
             port,
@@ -536,14 +532,8 @@ impl<R: Resolver> Worker<R> {
                 need: 1,
             },
         };
-        if !deferred {
-            // A fresh socket is seldom readable yet: wait for the hello.
-            return self.settle(slot, generation, c, true);
-        }
-        // Handed over with its first bytes (or, silent, after the kernel
-        // held it DEFER_ACCEPT; the hello timeout counts from now).
-        let keep = self.on_hello(&mut c, slot, generation);
-        self.settle(slot, generation, c, keep);
+        // A fresh socket is seldom readable yet: wait for the hello.
+        self.settle(slot, generation, c, true);
     }
 
     fn rest(&mut self, i: usize) {
