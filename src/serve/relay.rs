@@ -129,6 +129,11 @@ impl Half {
         }
     }
 
+    /// The source has sent its FIN (or failed): nothing more comes from it.
+    pub fn source_ended(&self) -> bool {
+        self.eof
+    }
+
     pub fn is_done(&self) -> bool {
         self.done
     }

@@ -852,11 +852,15 @@ impl<R: Resolver> Worker<R> {
                 Failed::This => side,
                 Failed::Other => 1 - side,
             };
-            if failed == CLIENT {
+            // What the failed socket sent before is readable now, then its
+            // EOF: take it at once rather than on another report.
+            let _ = if failed == CLIENT {
                 c2u.source_reset();
+                c2u.on_readable(client, up, scratch)
             } else {
                 u2c.source_reset();
-            }
+                u2c.on_readable(up, client, scratch)
+            };
         }
         // A socket that failed takes nothing more; what it sent before is
         // still delivered, then the connection ends as reset (`Half`).
@@ -942,13 +946,23 @@ impl<R: Resolver> Worker<R> {
     }
 
     /// Ends an established connection as reset. When the client is not the
-    /// side that failed, what was delivered to it may still be in the
-    /// kernel's send queue: the upstream is closed, our side toward the
+    /// side that failed and may still send, what was delivered to it may
+    /// still be in the kernel's send queue, and bytes it sends to a closed
+    /// socket would reset it: the upstream is closed, our side toward the
     /// client shut (a FIN after those bytes), and the client gets
-    /// [`LINGER`] to close before its socket is.
+    /// [`LINGER`] to close before its socket is. No wait when there is
+    /// nothing to lose: the client has sent its FIN (it sends nothing
+    /// more), everything sent to it is acknowledged (a reset then costs it
+    /// nothing: Linux hands over received bytes before the error), or it is
+    /// gone (the shutdown fails: it reset too, unread yet).
     fn end_reset(&mut self, c: &mut Conn, client_failed: bool) -> bool {
         c.out.end("connection_reset", flags::CONNECTION_RESET);
-        if client_failed {
+        let client_sending = matches!(&c.state, State::Relay { c2u, .. } if !c2u.source_ended());
+        if client_failed
+            || !client_sending
+            || !unacknowledged(&c.client)
+            || c.client.shutdown(std::net::Shutdown::Write).is_err()
+        {
             return false;
         }
         let State::Relay { up, c2u, u2c } = std::mem::replace(&mut c.state, State::Gone) else {
@@ -958,7 +972,6 @@ impl<R: Resolver> Worker<R> {
         c.out.sent = u2c.total();
         self.forget(&up);
         drop(up);
-        let _ = c.client.shutdown(std::net::Shutdown::Write);
         c.state = State::Lingering {
             read: 0,
             cap: usize::MAX,
@@ -966,6 +979,21 @@ impl<R: Resolver> Worker<R> {
         c.deadline = self.now + LINGER;
         true
     }
+}
+
+/// Whether bytes sent on `socket` are still unacknowledged (`SIOCOUTQ`,
+/// tcp(7)). Off Linux, assumed so.
+#[cfg(target_os = "linux")]
+fn unacknowledged(socket: &TcpStream) -> bool {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one c_int for an open TCP socket.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    rc != 0 || queued > 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged(_socket: &TcpStream) -> bool {
+    true
 }
 
 /// Which socket a write failed on, in [`relay_step`].
