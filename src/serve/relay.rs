@@ -9,9 +9,9 @@
 //! another, a few rounds at most (`ROUNDS`); a short read means the socket
 //! is drained, so the loop never reads only to get EAGAIN.
 //!
-//! A reset never strands bytes: what a failed socket sent before it failed
-//! is still delivered to the other side, and then the connection ends as
-//! reset (`CR`), as Envoy's `tcp_proxy` flushes the other side
+//! After a reset, what the failed socket sent before it failed is still
+//! delivered to the other side (while it moves), and then the connection
+//! ends as reset (`CR`), as Envoy's `tcp_proxy` flushes the other side
 //! (`FlushWrite`) when one side closes. A read error marks its own
 //! direction ([`Half::source_reset`]); a write error is returned, and the
 //! caller marks the direction from the socket that failed. The direction

@@ -577,8 +577,15 @@ impl<R: Resolver> Worker<R> {
         let mut cut = 0;
         for slot in 0..self.slots.len() as u32 {
             if let Some(mut c) = self.slots[slot as usize].conn.take() {
-                if let State::Hello { buf, .. } = &c.state {
-                    c.out.received = buf.len() as u64;
+                match &c.state {
+                    State::Hello { buf, .. } => c.out.received = buf.len() as u64,
+                    // Already decided (a refusal or a reset): keep that.
+                    State::Lingering { .. } => {
+                        self.close(slot, c);
+                        cut += 1;
+                        continue;
+                    }
+                    _ => {}
                 }
                 c.out.end("drain_timeout", flags::TIMEOUT);
                 self.close(slot, c);
@@ -614,6 +621,9 @@ impl<R: Resolver> Worker<R> {
                 }
                 State::Resolving { .. } | State::Connecting { .. } => {
                     c.out.end("connect_timeout", flags::UPSTREAM_FAILURE);
+                }
+                State::Relay { c2u, u2c, .. } if c2u.is_reset() || u2c.is_reset() => {
+                    c.out.end("connection_reset", flags::CONNECTION_RESET);
                 }
                 State::Relay { .. } => {
                     c.out.end("idle_timeout", flags::TIMEOUT);
@@ -873,6 +883,12 @@ impl<R: Resolver> Worker<R> {
         if c2u.moved() + u2c.moved() != before {
             c.deadline = self.now + self.proxy.settings.idle_timeout;
         }
+        // After a reset, what is owed is flushed while it moves; a side
+        // that stops taking it for LINGER ends the connection (`expire`
+        // logs it as the reset it is, not as idle).
+        if c2u.is_reset() || u2c.is_reset() {
+            c.deadline = c.deadline.min(self.now + LINGER);
+        }
         if c2u.reset_delivered() || u2c.reset_delivered() {
             let client_failed = c2u.is_reset();
             return self.end_reset(c, client_failed);
@@ -901,6 +917,21 @@ impl<R: Resolver> Worker<R> {
         let idle_socket = c.wanted()[side] == Interest::NONE;
         if ev.error && idle_socket && !owed {
             return self.end_reset(c, side == CLIENT);
+        }
+        if ev.error && idle_socket {
+            // It failed while what it sent waits for the other side: that
+            // is delivered first, while it moves (see the LINGER deadline
+            // above), then the connection ends as reset.
+            if let State::Relay { c2u, u2c, .. } = &mut c.state {
+                let (from, to) = if side == CLIENT {
+                    (c2u, u2c)
+                } else {
+                    (u2c, c2u)
+                };
+                from.source_reset();
+                to.destination_reset();
+            }
+            c.deadline = c.deadline.min(self.now + LINGER);
         }
         if (ev.hup || ev.error) && idle_socket {
             let fd = match side {
