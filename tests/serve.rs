@@ -763,12 +763,13 @@ async fn over_max_connections_are_refused_and_the_proxy_stays_up() {
 
 #[tokio::test]
 async fn upstream_failures_are_logged() {
-    // Nothing listens on the pinned port.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listens on the pinned port: it is bound, not listening, so a
+    // connect is refused. Held until the end, so the proxy cannot be given
+    // it (a dropped listener's port can be: the proxy then dialled itself,
+    // over and over, up to max_connections).
+    let holder = tokio::net::TcpSocket::new_v4().unwrap();
+    holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = holder.local_addr().unwrap();
     let p = start(&["*.test.local"], &[format!("*={closed}")], defaults()).await;
     let err = tls_echo(p.addr, "down.test.local", b"x").await;
     assert!(err.is_err());
@@ -779,6 +780,7 @@ async fn upstream_failures_are_logged() {
         log[0]
     );
     p.stop().await;
+    drop(holder);
 }
 
 #[tokio::test]
