@@ -1191,6 +1191,39 @@ fn bad_flags_exit_2_before_serving() {
     drop(taken);
 }
 
+/// A `--resolve` pin to the proxy's own listener would make every
+/// connection dial the proxy again, until `--max-connections`: refused at
+/// startup (exit 2).
+#[test]
+fn a_pin_to_the_proxys_own_listener_exits_2() {
+    // A port that was free a moment ago; taken meanwhile, try another.
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let err = serve_refused(&[
+            "--allow",
+            "*.test.local",
+            "--listen",
+            &listen,
+            "--resolve",
+            &format!("*.test.local={listen}"),
+        ]);
+        if err.contains("in use") {
+            continue;
+        }
+        assert!(
+            err.contains(&format!("this proxy's own listener {listen}")) && err.contains("help:"),
+            "{err}"
+        );
+        return;
+    }
+    panic!("no free port");
+}
+
 /// Workers share an address through a `SO_REUSEPORT` group, which a second
 /// proxy of the same user could join silently and take half the
 /// connections. It must fail like any taken port instead.

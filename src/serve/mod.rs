@@ -29,7 +29,7 @@ pub mod splice;
 mod worker;
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ use crate::domain::Allowlist;
 use crate::escape::quoted;
 use log::{AccessLog, Format};
 use proxy::{Proxy, Settings};
-use resolve::{Pins, SystemResolver};
+use resolve::{Pin, Pins, SystemResolver};
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").multiple(false))]
@@ -222,10 +222,42 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs `egressgen serve` until SIGINT or SIGTERM.
+/// Refuses a `--resolve` pin that sends connections to one of the proxy's
+/// own listeners (`listening`: each address with its upstream port): every
+/// connection would dial the proxy again, until `--max-connections`.
+fn refuse_loops(pinned: &[Pin], listening: &[(SocketAddr, u16)]) -> Result<()> {
+    for pin in pinned {
+        for &(_, upstream) in listening {
+            let target = SocketAddr::new(pin.ip, pin.port.unwrap_or(upstream));
+            if let Some((l, _)) = listening.iter().find(|(l, _)| reaches(target, *l)) {
+                bail!(
+                    "--resolve sends connections to {target}, this proxy's own listener {l}: each would dial the proxy again, until --max-connections
+  help: pin names to the upstream servers' addresses"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether connecting to `target` reaches a socket listening on
+/// `listener`: the same address, or one side a wildcard (`0.0.0.0`, `[::]`)
+/// and the other a loopback or wildcard address of the same family, on
+/// the same port.
+fn reaches(target: SocketAddr, listener: SocketAddr) -> bool {
+    let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
+    target.port() == listener.port()
+        && target.is_ipv4() == listener.is_ipv4()
+        && (target.ip() == listener.ip()
+            || (listener.ip().is_unspecified() && local(target.ip()))
+            || (target.ip().is_unspecified() && local(listener.ip())))
+}
+
 pub fn run(args: ServeArgs) -> Result<u8> {
     let (allowlist, config_ports) = allowlist(&args)?;
     let ports = upstream_ports(&args.listen, args.upstream_port, config_ports.as_deref())?;
     let pins = Pins::parse(args.resolve.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
+    let pinned: Vec<Pin> = pins.targets().collect();
     let settings = Settings {
         upstream_port: ports[0],
         hello_timeout: args.hello_timeout,
@@ -286,6 +318,11 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         }
         Ok::<_, anyhow::Error>((shutdown, sockets))
     })?;
+    let listening = sockets[0]
+        .iter()
+        .map(|(l, port)| Ok((l.local_addr()?, *port)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    refuse_loops(&pinned, &listening)?;
     let mut err = std::io::stderr().lock();
     // Scripts wait for these lines and parse the address: keep them bare.
     let mut bound = Vec::new();
@@ -425,5 +462,30 @@ mod tests {
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999h").unwrap_err().contains("year"));
+    }
+
+    #[test]
+    fn a_pin_to_an_own_listener_is_a_loop() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(reaches(a("127.0.0.1:8443"), a("127.0.0.1:8443")));
+        assert!(reaches(a("127.0.0.1:8443"), a("0.0.0.0:8443")));
+        assert!(reaches(a("127.0.0.2:8443"), a("0.0.0.0:8443")));
+        assert!(reaches(a("0.0.0.0:8443"), a("127.0.0.1:8443")));
+        assert!(reaches(a("[::1]:8443"), a("[::]:8443")));
+        assert!(!reaches(a("127.0.0.1:443"), a("127.0.0.1:8443")));
+        assert!(!reaches(a("127.0.0.2:8443"), a("127.0.0.1:8443")));
+        assert!(!reaches(a("[::1]:8443"), a("0.0.0.0:8443")));
+        assert!(!reaches(a("10.0.0.1:8443"), a("127.0.0.1:8443")));
+        // A pin without a port takes the listener's upstream port.
+        let pin = Pin {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: None,
+        };
+        let err = refuse_loops(&[pin], &[(a("127.0.0.1:443"), 443)]).unwrap_err();
+        assert!(
+            err.to_string().contains("own listener 127.0.0.1:443"),
+            "{err}"
+        );
+        assert!(refuse_loops(&[pin], &[(a("127.0.0.1:8443"), 443)]).is_ok());
     }
 }

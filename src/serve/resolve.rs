@@ -141,6 +141,15 @@ impl Pins {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.by_wildcard.is_empty() && self.any.is_none()
     }
+
+    /// Every target pinned (one without a port takes the upstream port).
+    pub fn targets(&self) -> impl Iterator<Item = Pin> + '_ {
+        self.exact
+            .values()
+            .chain(self.by_wildcard.values())
+            .chain(&self.any)
+            .copied()
+    }
 }
 
 fn parse_target(s: &str) -> Option<Pin> {
