@@ -872,14 +872,7 @@ impl<R: Resolver> Worker<R> {
                 u2c.on_readable(up, client, scratch)
             };
         }
-        // A socket that failed takes nothing more; what it sent before is
-        // still delivered, then the connection ends as reset (`Half`).
-        if c2u.is_reset() {
-            u2c.destination_reset();
-        }
-        if u2c.is_reset() {
-            c2u.destination_reset();
-        }
+        drop_toward_failed(c2u, u2c);
         if c2u.moved() + u2c.moved() != before {
             c.deadline = self.now + self.proxy.settings.idle_timeout;
         }
@@ -923,13 +916,12 @@ impl<R: Resolver> Worker<R> {
             // is delivered first, while it moves (see the LINGER deadline
             // above), then the connection ends as reset.
             if let State::Relay { c2u, u2c, .. } = &mut c.state {
-                let (from, to) = if side == CLIENT {
-                    (c2u, u2c)
+                if side == CLIENT {
+                    c2u.source_reset();
                 } else {
-                    (u2c, c2u)
-                };
-                from.source_reset();
-                to.destination_reset();
+                    u2c.source_reset();
+                }
+                drop_toward_failed(c2u, u2c);
             }
             c.deadline = c.deadline.min(self.now + LINGER);
         }
@@ -1009,6 +1001,19 @@ impl<R: Resolver> Worker<R> {
         };
         c.deadline = self.now + LINGER;
         true
+    }
+}
+
+/// A socket that failed takes nothing more: the direction toward it drops
+/// what waits and goes on reading only to drop it. What the failed socket
+/// sent before is still delivered, then the connection ends as reset
+/// (see [`Half`]).
+fn drop_toward_failed(c2u: &mut Half, u2c: &mut Half) {
+    if c2u.is_reset() {
+        u2c.destination_reset();
+    }
+    if u2c.is_reset() {
+        c2u.destination_reset();
     }
 }
 
