@@ -431,7 +431,9 @@ fn raise_fd_limit() -> Option<u64> {
             }
         }
     }
-    Some(r.rlim_cur)
+    // `rlim_t` is u64 on Linux and macOS, i64 on FreeBSD.
+    #[allow(clippy::useless_conversion)]
+    u64::try_from(r.rlim_cur).ok()
 }
 
 /// A future that completes on SIGINT or SIGTERM.

@@ -1067,19 +1067,7 @@ fn relay_step(
 /// the socket to turn writable; a refused connection surfaces as the send
 /// error or in `SO_ERROR`.
 fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, Option<usize>)> {
-    use socket2::{Domain, Socket, Type};
-    #[cfg(target_os = "linux")]
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        None,
-    )?;
-    #[cfg(not(target_os = "linux"))]
-    let socket = {
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        s.set_nonblocking(true)?;
-        s
-    };
+    let socket = super::listen::tcp_socket(addr)?;
     socket.set_tcp_nodelay(true)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
