@@ -988,38 +988,20 @@ async fn sigterm_drains_transfers_in_flight_then_exits_0() {
 /// timeout. Needs root (`unshare --mount`, port 53), as CI runs.
 #[test]
 fn exit_does_not_wait_for_a_lookup_that_never_returns() {
-    let root = Command::new("unshare")
-        .args(["--mount", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !root {
-        eprintln!("skipped: needs root for `unshare --mount`");
-        return;
-    }
     // An address of this process's own: the file's tests also run a second
     // time, at once, on the poll backend.
     let ip = format!("127.0.{}.9", 10 + std::process::id() % 200);
-    let dead = std::net::UdpSocket::bind((ip.as_str(), 53)).unwrap();
-    dead.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
     let conf = format!("nameserver {ip}\noptions timeout:30 attempts:1\n");
     std::fs::write(&resolv, conf).unwrap();
-    let script = r#"mount --bind "$1" /etc/resolv.conf && shift && exec "$@""#;
-    let mut cmd = Command::new("unshare");
+    let Some(mut cmd) = egressgen_with_file_over(&resolv, "/etc/resolv.conf") else {
+        return;
+    };
+    let dead = std::net::UdpSocket::bind((ip.as_str(), 53)).unwrap();
+    dead.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ])
-    .arg(&resolv)
-    .arg(assert_cmd::cargo::cargo_bin!("egressgen"))
-    .args([
         "serve",
         "--allow",
         "*.example.org",
@@ -1051,6 +1033,83 @@ fn exit_does_not_wait_for_a_lookup_that_never_returns() {
         lines
             .iter()
             .any(|l| l.contains("sni=`slow.example.org`") && l.contains("reason=drain_timeout")),
+        "{lines:#?}"
+    );
+}
+
+/// A command that runs egressgen with `file` mounted over `target` (say
+/// /etc/hosts) in a private mount namespace, so the machine's own file is
+/// never touched. `None`, after saying the test is skipped, without root
+/// (`unshare --mount`); CI runs as root.
+fn egressgen_with_file_over(file: &std::path::Path, target: &str) -> Option<Command> {
+    let root = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !root {
+        eprintln!("skipped: needs root for `unshare --mount`");
+        return None;
+    }
+    let script = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(file)
+    .arg(target)
+    .arg(assert_cmd::cargo::cargo_bin!("egressgen"));
+    Some(cmd)
+}
+
+/// The usual way to send an application through the proxy is to point its
+/// names at the proxy in /etc/hosts; the proxy's own lookup then finds
+/// itself. Each connection would dial the proxy again, until
+/// --max-connections. It is refused instead, logged `upstream_is_this_proxy`,
+/// and one warning says what to do.
+#[test]
+fn a_name_that_resolves_to_the_proxy_itself_is_refused() {
+    let ip = format!("127.0.{}.7", 10 + std::process::id() % 200);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let entries = format!("127.0.0.1 localhost\n{ip} app.example.org\n");
+    std::fs::write(&hosts, entries).unwrap();
+    let Some(mut cmd) = egressgen_with_file_over(&hosts, "/etc/hosts") else {
+        return;
+    };
+    let listen = format!("{ip}:8443");
+    cmd.args(["serve", "--allow", "*.example.org", "--listen", &listen])
+        .args(["--upstream-port", "8443", "--max-connections", "50"]);
+    let (mut child, addr, log) = started(piped(cmd));
+    for _ in 0..2 {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(&hello_for(b"app.example.org")).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    }
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let lines: Vec<String> = log.iter().collect();
+    let logged: Vec<&String> = lines.iter().filter(|l| l.contains("sni=")).collect();
+    assert_eq!(logged.len(), 2, "one line per client, no loop: {lines:#?}");
+    for l in &logged {
+        assert!(
+            l.contains("reason=upstream_is_this_proxy")
+                && l.contains(&format!("upstream={listen}"))
+                && l.ends_with("flags=UF"),
+            "{l}"
+        );
+    }
+    let warnings = lines.iter().filter(|l| l.contains("own listener")).count();
+    assert_eq!(warnings, 1, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("help: pin the names")),
         "{lines:#?}"
     );
 }
@@ -1710,6 +1769,43 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
         assert!(line.contains(&want), "{line}");
         assert!(line.contains("decision=allowed"), "{line}");
     }
+}
+
+/// An upstream address that is the proxy's own listener is not dialed: the
+/// connection would come back to the proxy, which would dial itself again,
+/// until `max_connections`. One line is logged, not one per hop.
+#[tokio::test]
+async fn an_upstream_that_is_the_proxy_itself_is_not_dialed() {
+    use egressgen::serve::resolve::Addrs;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (allowlist, _) = Allowlist::parse(["*.test.local"]).unwrap();
+    let log = Sink::default();
+    let mut settings = defaults();
+    settings.max_connections = 20;
+    let proxy = Arc::new(Proxy {
+        allowlist,
+        resolver: Fixed(Addrs::One(addr)),
+        settings,
+        log: AccessLog::new(Box::new(log.clone()), Format::Text, true),
+        learned: Default::default(),
+    });
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(proxy::serve(proxy, vec![listener], async {
+        let _ = rx.await;
+    }));
+    let answer = raw_exchange(addr, &hello_for(b"loop.test.local")).await;
+    assert!(answer.is_empty(), "{answer:?}");
+    let line = log.lines(1).await.remove(0);
+    assert!(
+        line.contains("reason=upstream_is_this_proxy")
+            && line.contains(&format!("upstream={addr}"))
+            && line.ends_with("flags=UF"),
+        "{line}"
+    );
+    let _ = tx.send(());
+    done.await.unwrap();
+    assert_eq!(log.text().lines().count(), 1, "{}", log.text());
 }
 
 /// What reached the client's socket before the upstream reset still reaches

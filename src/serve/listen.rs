@@ -3,7 +3,8 @@
 //! picks the worker for each new connection.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use socket2::{Domain, Socket, Type};
@@ -99,6 +100,101 @@ pub fn tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
         s
     };
     Ok(s)
+}
+
+/// This proxy's listening addresses, to tell whether an upstream address
+/// connects back to the proxy. Such a connection would dial the proxy again,
+/// and again, until `--max-connections`: a `--resolve` pin to one is refused
+/// at startup, and a DNS answer for one (say `/etc/hosts` points the name at
+/// the proxy, the usual way to send an application through it) is refused
+/// per connection.
+#[derive(Debug)]
+pub struct Own {
+    listeners: Vec<SocketAddr>,
+    /// This host's interface addresses and when they were read; read only
+    /// when a wildcard listener has the target's port, then at most once
+    /// per [`IFACES_TTL`] (interfaces come and go on a laptop).
+    ifaces: Option<(Instant, Vec<IpAddr>)>,
+}
+
+const IFACES_TTL: Duration = Duration::from_secs(1);
+
+impl Own {
+    pub fn new(listeners: Vec<SocketAddr>) -> Own {
+        Own {
+            listeners,
+            ifaces: None,
+        }
+    }
+
+    /// The listener that a connection to `target` reaches, if any: one on
+    /// the same port and family whose address is the target's, or a
+    /// wildcard listener (`0.0.0.0`, `[::]`) when the target is loopback or
+    /// an address of this host. `connect()` to `0.0.0.0` or `[::]` goes to
+    /// the loopback address. An upstream on a port no listener has costs
+    /// one comparison per listener.
+    pub fn reached_by(&mut self, target: SocketAddr, now: Instant) -> Option<SocketAddr> {
+        let ip = match target.ip() {
+            IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let mut wildcard = None;
+        for &l in &self.listeners {
+            if l.port() != target.port() || l.is_ipv4() != ip.is_ipv4() {
+                continue;
+            }
+            if l.ip() == ip || (l.ip().is_unspecified() && ip.is_loopback()) {
+                return Some(l);
+            }
+            if l.ip().is_unspecified() {
+                wildcard = Some(l);
+            }
+        }
+        let l = wildcard?;
+        let fresh =
+            |(at, _): &(Instant, Vec<IpAddr>)| now.saturating_duration_since(*at) < IFACES_TTL;
+        if !self.ifaces.as_ref().is_some_and(fresh) {
+            self.ifaces = Some((now, interface_ips()));
+        }
+        let (_, ips) = self.ifaces.as_ref()?;
+        ips.contains(&ip).then_some(l)
+    }
+}
+
+/// The addresses of this host's interfaces (`getifaddrs(3)`); none if they
+/// cannot be read.
+pub fn interface_ips() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list that is only read here,
+    // each `ifa_addr` pointing at a sockaddr of the family it names, and
+    // freed once with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut p = head;
+        while !p.is_null() {
+            let a = (*p).ifa_addr;
+            if !a.is_null() {
+                match i32::from((*a).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*a.cast::<libc::sockaddr_in>();
+                        out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*a.cast::<libc::sockaddr_in6>();
+                        out.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            p = (*p).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
 }
 
 /// Gives each local connection to the listener of the worker for the CPU it

@@ -29,7 +29,7 @@ pub mod splice;
 mod worker;
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,15 +222,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Runs `egressgen serve` until SIGINT or SIGTERM.
 /// Refuses a `--resolve` pin that sends connections to one of the proxy's
-/// own listeners (`listening`: each address with its upstream port): every
-/// connection would dial the proxy again, until `--max-connections`.
+/// own listeners (`listening`: each address with its upstream port); see
+/// [`listen::Own`].
 fn refuse_loops(pinned: &[Pin], listening: &[(SocketAddr, u16)]) -> Result<()> {
+    let mut own = listen::Own::new(listening.iter().map(|&(a, _)| a).collect());
     for pin in pinned {
         for &(_, upstream) in listening {
             let target = SocketAddr::new(pin.ip, pin.port.unwrap_or(upstream));
-            if let Some((l, _)) = listening.iter().find(|(l, _)| reaches(target, *l)) {
+            if let Some(l) = own.reached_by(target, std::time::Instant::now()) {
                 bail!(
                     "--resolve sends connections to {target}, this proxy's own listener {l}: each would dial the proxy again, until --max-connections
   help: pin names to the upstream servers' addresses"
@@ -241,19 +241,7 @@ fn refuse_loops(pinned: &[Pin], listening: &[(SocketAddr, u16)]) -> Result<()> {
     Ok(())
 }
 
-/// Whether connecting to `target` reaches a socket listening on
-/// `listener`: the same address, or one side a wildcard (`0.0.0.0`, `[::]`)
-/// and the other a loopback or wildcard address of the same family, on
-/// the same port.
-fn reaches(target: SocketAddr, listener: SocketAddr) -> bool {
-    let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
-    target.port() == listener.port()
-        && target.is_ipv4() == listener.is_ipv4()
-        && (target.ip() == listener.ip()
-            || (listener.ip().is_unspecified() && local(target.ip()))
-            || (target.ip().is_unspecified() && local(listener.ip())))
-}
-
+/// Runs `egressgen serve` until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<u8> {
     let (allowlist, config_ports) = allowlist(&args)?;
     let ports = upstream_ports(&args.listen, args.upstream_port, config_ports.as_deref())?;
@@ -470,15 +458,51 @@ mod tests {
     #[test]
     fn a_pin_to_an_own_listener_is_a_loop() {
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(reaches(a("127.0.0.1:8443"), a("127.0.0.1:8443")));
-        assert!(reaches(a("127.0.0.1:8443"), a("0.0.0.0:8443")));
-        assert!(reaches(a("127.0.0.2:8443"), a("0.0.0.0:8443")));
-        assert!(reaches(a("0.0.0.0:8443"), a("127.0.0.1:8443")));
-        assert!(reaches(a("[::1]:8443"), a("[::]:8443")));
-        assert!(!reaches(a("127.0.0.1:443"), a("127.0.0.1:8443")));
-        assert!(!reaches(a("127.0.0.2:8443"), a("127.0.0.1:8443")));
-        assert!(!reaches(a("[::1]:8443"), a("0.0.0.0:8443")));
-        assert!(!reaches(a("10.0.0.1:8443"), a("127.0.0.1:8443")));
+        let reaches = |target: &str, listener: &str| {
+            listen::Own::new(vec![a(listener)])
+                .reached_by(a(target), std::time::Instant::now())
+                .is_some()
+        };
+        assert!(reaches("127.0.0.1:8443", "127.0.0.1:8443"));
+        assert!(reaches("127.0.0.1:8443", "0.0.0.0:8443"));
+        assert!(reaches("127.0.0.2:8443", "0.0.0.0:8443"));
+        assert!(reaches("0.0.0.0:8443", "127.0.0.1:8443"));
+        assert!(reaches("0.0.0.0:8443", "0.0.0.0:8443"));
+        assert!(reaches("[::1]:8443", "[::]:8443"));
+        assert!(reaches("[::]:8443", "[::1]:8443"));
+        assert!(!reaches("127.0.0.1:443", "127.0.0.1:8443"));
+        assert!(!reaches("127.0.0.2:8443", "127.0.0.1:8443"));
+        assert!(!reaches("[::1]:8443", "0.0.0.0:8443"));
+        assert!(!reaches("10.0.0.1:8443", "127.0.0.1:8443"));
+        // 192.0.2.0/24 is reserved for documentation: no host has it.
+        assert!(!reaches("192.0.2.1:8443", "0.0.0.0:8443"));
+        // An address of one of this host's interfaces reaches a wildcard
+        // listener, and only a wildcard one.
+        for ip in listen::interface_ips() {
+            let target = SocketAddr::new(ip, 8443).to_string();
+            let wildcard = if ip.is_ipv4() {
+                "0.0.0.0:8443"
+            } else {
+                "[::]:8443"
+            };
+            assert!(reaches(&target, wildcard), "{target}");
+            assert!(!reaches(
+                &target,
+                if ip.is_ipv4() {
+                    "0.0.0.0:443"
+                } else {
+                    "[::]:443"
+                }
+            ));
+            if !ip.is_loopback() {
+                let lo = if ip.is_ipv4() {
+                    "127.0.0.1:8443"
+                } else {
+                    "[::1]:8443"
+                };
+                assert!(!reaches(&target, lo), "{target}");
+            }
+        }
         // A pin without a port takes the listener's upstream port.
         let pin = Pin {
             ip: "127.0.0.1".parse().unwrap(),

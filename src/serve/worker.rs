@@ -8,11 +8,12 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::hello::{self, Parsed};
+use super::listen::Own;
 use super::log::{Entry, flags};
 use super::poll::{Event, Interest, Poller};
 use super::proxy::Proxy;
@@ -230,6 +231,8 @@ pub(super) struct Worker<R> {
     scratch: Box<[u8]>,
     now: Instant,
     drain: Option<Instant>,
+    /// The listening addresses, to refuse an upstream that is this proxy.
+    own: Own,
 }
 
 /// TLS alert descriptions (RFC 8446 §6).
@@ -250,8 +253,10 @@ impl<R: Resolver> Worker<R> {
         let inbox = Arc::new(Inbox::new()?);
         poller.add(inbox.woken.as_raw_fd(), WAKE, Interest::READ)?;
         let mut listeners = Vec::new();
+        let mut own = Vec::new();
         for (i, (socket, port)) in sockets.into_iter().enumerate() {
             socket.set_nonblocking(true)?;
+            own.push(socket.local_addr()?);
             poller.add(socket.as_raw_fd(), LISTENER | i as u64, Interest::READ)?;
             listeners.push(Listener {
                 nodelay_inherited: nodelay_inherited(&socket),
@@ -274,6 +279,7 @@ impl<R: Resolver> Worker<R> {
             scratch: vec![0; RELAY_MAX].into_boxed_slice(),
             now: Instant::now(),
             drain: None,
+            own: Own::new(own),
         })
     }
 
@@ -767,12 +773,18 @@ impl<R: Resolver> Worker<R> {
     /// in progress.
     fn connect(&mut self, c: &mut Conn, hello: Vec<u8>, addrs: Addrs, from: usize) -> bool {
         let mut i = from;
+        let mut only_own = true;
         loop {
             let Some(a) = addrs.iter().nth(i) else {
                 break;
             };
             i += 1;
             c.out.upstream = Some(a);
+            if let Some(listener) = self.own.reached_by(a, self.now) {
+                warn_own_upstream(a, listener);
+                continue;
+            }
+            only_own = false;
             match dial(a, &hello) {
                 Ok((up, Some(sent))) => return self.start_relay(c, up, hello, sent),
                 Ok((up, None)) => {
@@ -786,6 +798,9 @@ impl<R: Resolver> Worker<R> {
                 }
                 Err(_) => continue,
             }
+        }
+        if only_own && i > from {
+            return c.out.end("upstream_is_this_proxy", flags::UPSTREAM_FAILURE);
         }
         c.out.end("connect_failed", flags::UPSTREAM_FAILURE)
     }
@@ -1055,6 +1070,19 @@ fn relay_step(
         return Err(Failed::Other);
     }
     Ok(())
+}
+
+/// Says once per process, on stderr, that a name resolved to one of the
+/// proxy's own listeners, and what to do. The access log has each such
+/// connection (`upstream_is_this_proxy`, `UF`).
+fn warn_own_upstream(target: SocketAddr, listener: SocketAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "egressgen serve: warning: a name resolved to {target}, this proxy's own listener {listener}; such connections are refused (upstream_is_this_proxy)
+  help: pin the names to their real servers with --resolve NAME=IP, or listen on another port"
+        );
+    }
 }
 
 /// Connects to `addr` and sends as much of `first` as the socket takes:
