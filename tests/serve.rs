@@ -1452,8 +1452,8 @@ async fn bytes_owed_to_the_client_survive_the_upstream_hanging_up() {
     p.stop().await;
 }
 
-/// Flows past 1 MiB switch to splice(2) on Linux: bytes must stay exact,
-/// with half-close, both with and without it.
+/// With `--splice`, flows past 1 MiB switch to splice(2) on Linux: bytes must
+/// stay exact, with half-close, both with and without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_flows_are_byte_exact_with_and_without_splice() {
     for splice in [true, false] {
@@ -1600,8 +1600,11 @@ async fn each_listener_forwards_to_its_own_upstream_port() {
 /// bench/proxy.sh: a 1 GiB download stopped at 636 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spliced_flow_of_small_segments_to_a_slow_client_completes() {
-    let (p, up) = start_with_upstream(&["*.test.local"], defaults()).await;
-    assert!(p_splices(), "this test needs splice (Linux)");
+    let settings = Settings {
+        splice: true,
+        ..defaults()
+    };
+    let (p, up) = start_with_upstream(&["*.test.local"], settings).await;
     let hello = hello_for(b"small.test.local");
     let bulk = pattern(2 << 20, 3); // past SPLICE_AFTER: the flow splices
     let small = pattern(4 << 20, 4);
@@ -1642,10 +1645,6 @@ async fn spliced_flow_of_small_segments_to_a_slow_client_completes() {
     drop(c);
     server.await.unwrap();
     p.stop().await;
-}
-
-fn p_splices() -> bool {
-    defaults().splice
 }
 
 /// The slow connect path: the upstream's accept queue is full, so its

@@ -91,9 +91,11 @@ pub struct ServeArgs {
     /// Forward every name and print, on exit, the domain list the app needs.
     #[arg(long)]
     pub learn: bool,
-    /// Never use splice(2); by default flows past 1 MiB use it (Linux).
+    /// Move each direction with splice(2) once it has passed 1 MiB (Linux):
+    /// a third less proxy CPU per GiB, but a stream whose sender runs on this
+    /// host can get slower (BENCHMARKS.md, serve finding 19). Off by default.
     #[arg(long)]
-    pub no_splice: bool,
+    pub splice: bool,
     /// Worker threads, each with its own event loop and SO_REUSEPORT
     /// listeners [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -255,9 +257,15 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
         learn: args.learn,
-        splice: cfg!(target_os = "linux") && !args.no_splice,
+        splice: args.splice,
         backend: Default::default(),
     };
+    if args.splice && !cfg!(target_os = "linux") {
+        bail!(
+            "--splice needs Linux (splice(2))
+  help: leave it out: flows are copied"
+        );
+    }
     if args.learn && args.access_log.as_deref() == Some("-") {
         bail!(
             "--learn prints its domain list on stdout, so --access-log - would mix log lines into it

@@ -48,7 +48,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Forward every routable name, recording what the allowlist would say.
     pub learn: bool,
-    /// Use `splice(2)` for long flows (Linux); see [`super::splice`].
+    /// Use `splice(2)` for long flows (Linux only; `--splice`); see
+    /// [`super::splice`].
     pub splice: bool,
     /// How the event loop waits: epoll on Linux; tests also run `poll(2)`,
     /// the backend used elsewhere.
@@ -66,7 +67,7 @@ impl Default for Settings {
             max_connections: 4096,
             drain_timeout: Duration::from_secs(10),
             learn: false,
-            splice: cfg!(target_os = "linux"),
+            splice: false,
             backend: Backend::default(),
         }
     }
