@@ -87,6 +87,122 @@ fn sarif_stdout_is_only_sarif_even_when_clean() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["runs"][0]["results"], serde_json::json!([]));
+    assert_eq!(
+        v["runs"][0]["invocations"],
+        serde_json::json!([{ "executionSuccessful": true }])
+    );
+}
+
+/// Input that stops the run (here YAML that does not parse, at 9:1) exits 2
+/// in every format. The machine formats still print a document on stdout
+/// that says why, so a CI step that uploads it shows the error instead of
+/// failing on an empty file; the text format prints nothing there.
+#[test]
+fn input_errors_reach_the_machine_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: v1\nkind: Service\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nspec:\n  servers: [\n    {port: 1\n",
+    )
+    .unwrap();
+    let shown = f.display().to_string();
+    let stdout = |format: &str| {
+        let out = lint(["--format", format, &shown])
+            .code(2)
+            .stderr(predicate::str::contains("lint stopped"))
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let sarif: serde_json::Value = serde_json::from_str(&stdout("sarif")).unwrap();
+    let run = &sarif["runs"][0];
+    assert_eq!(run["results"], serde_json::json!([]));
+    assert_eq!(run["invocations"][0]["executionSuccessful"], false);
+    let note = &run["invocations"][0]["toolExecutionNotifications"][0];
+    assert_eq!(note["level"], "error");
+    assert!(
+        note["message"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid YAML: ")
+    );
+    let place = &note["locations"][0]["physicalLocation"];
+    assert_eq!(place["artifactLocation"]["uri"], format!("file://{shown}"));
+    assert_eq!(
+        place["region"],
+        serde_json::json!({ "startLine": 9, "startColumn": 1 })
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&stdout("json")).unwrap();
+    assert_eq!(json["findings"], serde_json::json!([]));
+    let e = &json["input_errors"][0];
+    assert_eq!(
+        (&e["file"], &e["line"], &e["column"]),
+        (
+            &serde_json::json!(shown),
+            &serde_json::json!(9),
+            &serde_json::json!(1)
+        )
+    );
+
+    let github = stdout("github");
+    assert!(
+        github.starts_with(&format!(
+            "::error file={shown},line=9,col=1,title=invalid input::invalid YAML: "
+        )),
+        "{github}"
+    );
+    assert_eq!(stdout("text"), "");
+}
+
+/// An unreadable path is reported like a parse error, without a region.
+#[test]
+fn a_missing_path_is_a_sarif_tool_notification() {
+    let out = lint(["--format", "sarif", "/nonexistent/egress.yaml"])
+        .code(2)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let note = &v["runs"][0]["invocations"][0]["toolExecutionNotifications"][0];
+    assert!(
+        note["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read"),
+        "{note}"
+    );
+    assert_eq!(
+        note["locations"][0]["physicalLocation"],
+        serde_json::json!({ "artifactLocation": { "uri": "file:///nonexistent/egress.yaml" } })
+    );
+}
+
+/// A file name is untrusted: a repository can hold one with terminal
+/// escapes, which must not reach a terminal or a CI log raw.
+#[test]
+fn file_names_in_input_errors_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ev\u{1b}[31mil.yaml"), "a: [\n").unwrap();
+    let out = lint([dir.path()]).code(2).get_output().stderr.clone();
+    let err = String::from_utf8(out).unwrap();
+    assert!(
+        err.contains("ev\\u{1b}[31mil.yaml:2:1: error: invalid YAML"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+#[test]
+fn an_empty_stdin_filename_exits_2() {
+    egressgen()
+        .args(["lint", "--stdin-filename", "", "-"])
+        .write_stdin("a: 1\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--stdin-filename"));
 }
 
 #[test]

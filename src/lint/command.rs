@@ -42,27 +42,35 @@ pub fn run(args: &LintArgs) -> Result<u8> {
             }
         }
     }
-    let sources = Filter::new(&args.include, &args.exclude)
-        .and_then(|f| read_paths(&args.paths, &f, &args.stdin_filename));
-    let sources = match sources {
-        Ok(s) => s,
+    let filter = match Filter::new(&args.include, &args.exclude) {
+        Ok(f) => f,
         Err(e) => {
             let _ = writeln!(err, "{e}");
             return Ok(exit::USAGE);
         }
     };
-    let report = super::run(&sources, &opts);
+    drop(err);
+    // An unreadable path stops the run like a parse error: reported on
+    // stderr, and in the JSON, SARIF or GitHub output a CI step uploads.
+    let report = match read_paths(&args.paths, &filter, &args.stdin_filename) {
+        Ok(sources) => super::run(&sources, &opts),
+        Err(e) => Report {
+            input_errors: vec![e],
+            ..Report::default()
+        },
+    };
     Ok(print(&report, args.format, args.deny_warnings))
 }
 
-/// Prints the report and returns the exit code.
+/// Prints the report and returns the exit code. Input errors go to stderr;
+/// the machine formats also carry them on stdout (so an uploaded SARIF file
+/// says why nothing was checked), the text format prints nothing there.
 pub fn print(report: &Report, format: Format, deny_warnings: bool) -> u8 {
     let mut err = std::io::stderr().lock();
-    if !report.input_errors.is_empty() {
-        for e in &report.input_errors {
-            let _ = writeln!(err, "{e}");
-        }
-    } else {
+    for e in &report.input_errors {
+        let _ = writeln!(err, "{e}");
+    }
+    if report.input_errors.is_empty() || format != Format::Text {
         let out = report::render_with_color(report, format, crate::output::stdout_color());
         let _ = crate::output::print(&out);
     }

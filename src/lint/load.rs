@@ -176,9 +176,11 @@ pub struct InputError {
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A file name is untrusted too (a repository can hold any name).
+        let file = crate::escape::escaped(&self.file);
         match self.at {
-            Some(at) => write!(f, "{}:{}:{}: ", self.file, at.line, at.column)?,
-            None if !self.file.is_empty() => write!(f, "{}: ", self.file)?,
+            Some(at) => write!(f, "{file}:{}:{}: ", at.line, at.column)?,
+            None if !self.file.is_empty() => write!(f, "{file}: ")?,
             None => {}
         }
         write!(f, "error: {}", self.message)?;

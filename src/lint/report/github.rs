@@ -18,6 +18,22 @@ fn property(s: &str) -> String {
 
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
+    for e in &report.input_errors {
+        let mut message = e.message.clone();
+        if let Some(h) = &e.help {
+            message.push_str("\nhelp: ");
+            message.push_str(h);
+        }
+        let mut props = format!("file={}", property(&crate::escape::escaped(&e.file)));
+        if let Some(at) = e.at {
+            let _ = write!(props, ",line={},col={}", at.line, at.column);
+        }
+        let _ = writeln!(
+            out,
+            "::error {props},title=invalid input::{}",
+            data(&message)
+        );
+    }
     for f in &report.findings {
         let cmd = match f.severity {
             Severity::Error => "error",

@@ -1,6 +1,10 @@
 //! SARIF 2.1.0 output, as GitHub code scanning reads it: every rule in
 //! `tool.driver.rules`, one result per finding with a 1-based `startLine`,
-//! and `results: []` when clean.
+//! and `results: []` when clean. Input that stopped the run (unparseable
+//! YAML, an unreadable path) is reported as SARIF reports a tool that could
+//! not do its work (§3.20.14, §3.20.21): `invocations[0]` with
+//! `executionSuccessful: false` and one `toolExecutionNotifications` entry,
+//! with its location, per error.
 
 use serde_json::{Value, json};
 
@@ -67,6 +71,33 @@ pub fn render(report: &Report) -> String {
             result
         })
         .collect();
+    let notifications: Vec<Value> = report
+        .input_errors
+        .iter()
+        .map(|e| {
+            let mut text = e.message.clone();
+            if let Some(h) = &e.help {
+                text.push_str("\nhelp: ");
+                text.push_str(h);
+            }
+            let mut location = json!({ "artifactLocation": { "uri": uri(&e.file) } });
+            if let Some(at) = e.at {
+                location["region"] = json!({
+                    "startLine": at.line.max(1),
+                    "startColumn": at.column.max(1),
+                });
+            }
+            json!({
+                "level": "error",
+                "message": { "text": text },
+                "locations": [{ "physicalLocation": location }],
+            })
+        })
+        .collect();
+    let mut invocation = json!({ "executionSuccessful": notifications.is_empty() });
+    if !notifications.is_empty() {
+        invocation["toolExecutionNotifications"] = Value::Array(notifications);
+    }
     let doc = json!({
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -79,6 +110,7 @@ pub fn render(report: &Report) -> String {
                     "rules": rules,
                 }
             },
+            "invocations": [invocation],
             "results": results,
         }]
     });
@@ -87,8 +119,9 @@ pub fn render(report: &Report) -> String {
     s
 }
 
-/// A path as a URI reference: `/` separators, and characters that are not
-/// allowed in a URI percent-encoded.
+/// A path as a URI reference: bytes other than unreserved ones and `/`
+/// percent-encoded (RFC 3986), a backslash too, since it is an ordinary
+/// file-name byte on Unix.
 fn uri(path: &str) -> String {
     let path = path.strip_prefix("./").unwrap_or(path);
     // Absolute paths become file URIs; code scanning resolves relative ones
@@ -102,7 +135,6 @@ fn uri(path: &str) -> String {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
                 out.push(b as char)
             }
-            b'\\' => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -118,5 +150,6 @@ mod tests {
         assert_eq!(uri("./deploy/egress gw.yaml"), "deploy/egress%20gw.yaml");
         assert_eq!(uri("/repo/a.yaml"), "file:///repo/a.yaml");
         assert_eq!(uri("<stdin>"), "%3Cstdin%3E");
+        assert_eq!(uri("odd/back\\slash.yaml"), "odd/back%5Cslash.yaml");
     }
 }
