@@ -6,7 +6,10 @@
 //! a pipe costs two file descriptors, so for small messages it is slower than
 //! `read`/`write` (HAProxy's keep-alive figure with splice shows it). The
 //! relay therefore switches a direction to splice only after it has carried
-//! [`SPLICE_AFTER`] bytes, i.e. for bulk transfers.
+//! [`SPLICE_AFTER`] bytes, i.e. for bulk transfers. It is opt-in
+//! (`--splice`): the pages it moves stay the sender's until the receiver
+//! reads them, and on loopback that made the sending process write into
+//! cold pages and the stream slower (BENCHMARKS.md, serve finding 19).
 //!
 //! This module only moves bytes; it knows nothing of TLS, the allowlist or
 //! readiness.
