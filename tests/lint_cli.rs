@@ -99,13 +99,7 @@ fn sarif_stdout_is_only_sarif_even_when_clean() {
 /// failing on an empty file; the text format prints nothing there.
 #[test]
 fn input_errors_reach_the_machine_formats() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("bad.yaml");
-    std::fs::write(
-        &f,
-        "apiVersion: v1\nkind: Service\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nspec:\n  servers: [\n    {port: 1\n",
-    )
-    .unwrap();
+    let (_dir, f) = unparseable_at_9_1();
     let shown = f.display().to_string();
     let stdout = |format: &str| {
         let out = lint(["--format", format, &shown])
@@ -246,8 +240,9 @@ fn huge_file_exits_2_without_reading_it_all() {
         .stderr(predicate::str::contains("input is larger than 256 MiB"));
 }
 
-#[test]
-fn malformed_yaml_exits_2_with_file_line_col() {
+/// A file whose YAML stops parsing at 9:1 (an unclosed flow sequence), in a
+/// temporary folder that lives as long as the returned guard.
+fn unparseable_at_9_1() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.yaml");
     std::fs::write(
@@ -255,6 +250,12 @@ fn malformed_yaml_exits_2_with_file_line_col() {
         "apiVersion: v1\nkind: Service\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nspec:\n  servers: [\n    {port: 1\n",
     )
     .unwrap();
+    (dir, f)
+}
+
+#[test]
+fn malformed_yaml_exits_2_with_file_line_col() {
+    let (_dir, f) = unparseable_at_9_1();
     let shown = f.display().to_string();
     lint([&f])
         .code(2)

@@ -991,11 +991,8 @@ fn exit_does_not_wait_for_a_lookup_that_never_returns() {
     // An address of this process's own: the file's tests also run a second
     // time, at once, on the poll backend.
     let ip = format!("127.0.{}.9", 10 + std::process::id() % 200);
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
     let conf = format!("nameserver {ip}\noptions timeout:30 attempts:1\n");
-    std::fs::write(&resolv, conf).unwrap();
-    let Some(mut cmd) = egressgen_with_file_over(&resolv, "/etc/resolv.conf") else {
+    let Some((_dir, mut cmd)) = egressgen_with_file_over(&conf, "/etc/resolv.conf") else {
         return;
     };
     let dead = std::net::UdpSocket::bind((ip.as_str(), 53)).unwrap();
@@ -1037,11 +1034,12 @@ fn exit_does_not_wait_for_a_lookup_that_never_returns() {
     );
 }
 
-/// A command that runs egressgen with `file` mounted over `target` (say
-/// /etc/hosts) in a private mount namespace, so the machine's own file is
-/// never touched. `None`, after saying the test is skipped, without root
+/// A command that runs egressgen with a file holding `contents` mounted
+/// over `target` (say /etc/hosts) in a private mount namespace, so the
+/// machine's own file is never touched; the file lives as long as the
+/// returned folder. `None`, after saying the test is skipped, without root
 /// (`unshare --mount`); CI runs as root.
-fn egressgen_with_file_over(file: &std::path::Path, target: &str) -> Option<Command> {
+fn egressgen_with_file_over(contents: &str, target: &str) -> Option<(tempfile::TempDir, Command)> {
     let root = Command::new("unshare")
         .args(["--mount", "true"])
         .status()
@@ -1050,6 +1048,9 @@ fn egressgen_with_file_over(file: &std::path::Path, target: &str) -> Option<Comm
         eprintln!("skipped: needs root for `unshare --mount`");
         return None;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mounted");
+    std::fs::write(&file, contents).unwrap();
     let script = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
     let mut cmd = Command::new("unshare");
     cmd.args([
@@ -1061,10 +1062,10 @@ fn egressgen_with_file_over(file: &std::path::Path, target: &str) -> Option<Comm
         script,
         "sh",
     ])
-    .arg(file)
+    .arg(&file)
     .arg(target)
     .arg(assert_cmd::cargo::cargo_bin!("egressgen"));
-    Some(cmd)
+    Some((dir, cmd))
 }
 
 /// The usual way to send an application through the proxy is to point its
@@ -1075,11 +1076,8 @@ fn egressgen_with_file_over(file: &std::path::Path, target: &str) -> Option<Comm
 #[test]
 fn a_name_that_resolves_to_the_proxy_itself_is_refused() {
     let ip = format!("127.0.{}.7", 10 + std::process::id() % 200);
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts");
-    let entries = format!("127.0.0.1 localhost\n{ip} app.example.org\n");
-    std::fs::write(&hosts, entries).unwrap();
-    let Some(mut cmd) = egressgen_with_file_over(&hosts, "/etc/hosts") else {
+    let hosts = format!("127.0.0.1 localhost\n{ip} app.example.org\n");
+    let Some((_dir, mut cmd)) = egressgen_with_file_over(&hosts, "/etc/hosts") else {
         return;
     };
     let listen = format!("{ip}:8443");

@@ -19,11 +19,7 @@ fn property(s: &str) -> String {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     for e in &report.input_errors {
-        let mut message = e.message.clone();
-        if let Some(h) = &e.help {
-            message.push_str("\nhelp: ");
-            message.push_str(h);
-        }
+        let message = super::with_help(&e.message, e.help.as_deref());
         let mut props = format!("file={}", property(&crate::escape::escaped(&e.file)));
         if let Some(at) = e.at {
             let _ = write!(props, ",line={},col={}", at.line, at.column);
@@ -39,11 +35,7 @@ pub fn render(report: &Report) -> String {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let mut message = f.message.clone();
-        if let Some(h) = &f.help {
-            message.push_str("\nhelp: ");
-            message.push_str(h);
-        }
+        let message = super::with_help(&f.message, f.help.as_deref());
         let _ = writeln!(
             out,
             "::{cmd} file={},line={},col={},title={}::{}",

@@ -38,3 +38,12 @@ pub fn render_with_color(report: &Report, format: Format, color: bool) -> String
         Format::Github => github::render(report),
     }
 }
+
+/// A message with its help line, as the machine formats carry it in one
+/// text field: `MESSAGE\nhelp: HELP`.
+fn with_help(message: &str, help: Option<&str>) -> String {
+    match help {
+        Some(h) => format!("{message}\nhelp: {h}"),
+        None => message.to_string(),
+    }
+}

@@ -39,11 +39,7 @@ pub fn render(report: &Report) -> String {
         .findings
         .iter()
         .map(|f| {
-            let mut text = f.message.clone();
-            if let Some(h) = &f.help {
-                text.push_str("\nhelp: ");
-                text.push_str(h);
-            }
+            let text = super::with_help(&f.message, f.help.as_deref());
             let rule_index = RULES.iter().position(|r| r.code == f.code).unwrap_or(0);
             let mut result = json!({
                 "ruleId": f.code,
@@ -75,11 +71,7 @@ pub fn render(report: &Report) -> String {
         .input_errors
         .iter()
         .map(|e| {
-            let mut text = e.message.clone();
-            if let Some(h) = &e.help {
-                text.push_str("\nhelp: ");
-                text.push_str(h);
-            }
+            let text = super::with_help(&e.message, e.help.as_deref());
             let mut location = json!({ "artifactLocation": { "uri": uri(&e.file) } });
             if let Some(at) = e.at {
                 location["region"] = json!({
