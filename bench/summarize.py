@@ -3,7 +3,9 @@
 
 Ratios are taken against `direct` in the same round, then the median over rounds is shown.
 Latency percentiles pool every sample of every round; "added" is the peer's percentile
-minus direct's. It does not run anything.
+minus direct's. A second table pairs egressgen with each peer round by round (the two ran
+minutes apart, under the same machine load), which is steadier than comparing the medians
+of two columns when the machine's own speed drifts between rounds. It does not run anything.
 """
 
 import json
@@ -198,6 +200,63 @@ def main(path):
                 f"| {r['rss_held_kib'] / 1024:.1f} MiB | {fmt(None if per is None else per / 1024, '.1f', ' KiB')} |"
             )
 
+    # Paired, round by round: egressgen's figure against each peer's in the same round.
+    metrics = [
+        ("bulk", "bulk", gibps, False),
+        ("CPU per GiB", "bulk", cpu_per_gib, True),
+        ("new conn/s", "conn", lambda r: r["rps"], False),
+        ("CPU per conn", "conn", cpu_per_req, True),
+        ("keep-alive req/s", "keepalive", lambda r: r["rps"], False),
+        ("CPU per req", "keepalive", cpu_per_req, True),
+    ]
+
+    def paired(test, value, peer, lower):
+        """(median of egressgen/peer over the rounds, rounds egressgen is at or ahead, rounds)."""
+        qs, wins = [], 0
+        for rnd in by[test].values():
+            a, b = rnd.get("egressgen"), rnd.get(peer)
+            va, vb = (value(a), value(b)) if a and b else (None, None)
+            if va is None or not vb:
+                continue
+            qs.append(va / vb)
+            wins += (va <= vb) if lower else (va >= vb)
+        return (median(qs), wins, len(qs)) if qs else None
+
+    def paired_latency(peer, p):
+        """(median over rounds of egressgen's percentile minus the peer's, rounds at or ahead, rounds)."""
+        ds, wins = [], 0
+        for rnd in by["latency"].values():
+            a, b = rnd.get("egressgen"), rnd.get(peer)
+            if not a or not b or not a["samples_us"] or not b["samples_us"]:
+                continue
+            d = pct(a["samples_us"], p) - pct(b["samples_us"], p)
+            ds.append(d)
+            wins += d <= 0
+        return (median(ds), wins, len(ds)) if ds else None
+
+    rivals = [p for p in proxies if p != "egressgen"]
+    pairs = {}
+    if "egressgen" in peers and rivals:
+        out.append("")
+        out.append("Same round, side by side: egressgen's figure divided by each peer's in the same round, "
+                   "median over the rounds (above 1 is better for rates, below 1 for CPU), and in how many "
+                   "rounds egressgen was at or ahead; latency as the difference of the rounds' percentiles.")
+        out.append("")
+        out.append("| against | " + " | ".join(m[0] for m in metrics) + " | latency p50 / p99 |")
+        out.append("|---|" + "---|" * (len(metrics) + 1))
+        for p in rivals:
+            cells = []
+            for name, test, value, lower in metrics:
+                r = paired(test, value, p, lower)
+                pairs[(p, name)] = r
+                cells.append("–" if r is None else f"{r[0]:.2f} ({r[1]}/{r[2]})")
+            lat_cells = []
+            for q in (50, 99):
+                r = paired_latency(p, q)
+                pairs[(p, f"p{q}")] = r
+                lat_cells.append("–" if r is None else f"{r[0]:+.0f} µs ({r[1]}/{r[2]})")
+            out.append(f"| {LABEL.get(p, p)} | " + " | ".join(cells) + " | " + " / ".join(lat_cells) + " |")
+
     e = summary.get("egressgen")
     if e:
         others = [summary[p] for p in peers if p not in ("direct", "egressgen", "egressgen-alt")]
@@ -216,8 +275,36 @@ def main(path):
 
         nginx = summary.get("nginx", {})
         out.append("")
-        out.append("| goal | egressgen | target | |")
-        out.append("|---|---|---|---|")
+        out.append("| goal | egressgen | target | medians | same round, against every peer |")
+        out.append("|---|---|---|---|---|")
+        # The paired verdict of a goal: at or ahead of every peer (egressgen-alt aside) in the
+        # median of the same-round ratios (or differences, for latency).
+        paired_key = {"CPU per GiB": ("CPU per GiB", True), "CPU per connection": ("CPU per conn", True),
+                      "keep-alive": ("keep-alive req/s", False), "bulk": ("bulk", False),
+                      "new conn/s": ("new conn/s", False), "added latency p50": ("p50", True),
+                      "added latency p99": ("p99", True)}
+
+        # The marks that are not relative to a peer hold in both columns.
+        absolute = {
+            "CPU per GiB": None if e["cgib"] is None else e["cgib"] < 0.5,
+            "CPU per connection": None if e["cconn"] is None else e["cconn"] < 350,
+            "keep-alive": None if e["ka_x"] is None else e["ka_x"] >= 0.70,
+        }
+
+        def paired_verdict(goal):
+            key = paired_key.get(goal)
+            peers_ = [p for p in rivals if p != "egressgen-alt"]
+            if key is None or absolute.get(goal) is False:
+                return None if key is None else False
+            if goal.startswith("added latency"):
+                peers_ = [p for p in peers_ if p == "nginx"]
+            got = [pairs.get((p, key[0])) for p in peers_]
+            got = [g for g in got if g is not None]
+            if not got:
+                return None
+            if goal.startswith("added latency"):
+                return all(g[0] <= 0 for g in got)
+            return all((g[0] <= 1) if key[1] else (g[0] >= 1) for g in got)
         goals = [
             ("CPU per GiB", fmt(e["cgib"], ".2f", " s"), "< 0.5 s and ≤ best peer",
              None if e["cgib"] is None else e["cgib"] < 0.5 and cmp(e["cgib"], best("cgib", True), True) is not False),
@@ -242,7 +329,7 @@ def main(path):
                              f"≤ best peer that passes a half-close on ({fmt(b, '.0f', ' µs')})",
                              cmp(e["cconn"], b, True)))
         for name, val, target, ok in goals:
-            out.append(f"| {name} | {val} | {target} | {check(ok)} |")
+            out.append(f"| {name} | {val} | {target} | {check(ok)} | {check(paired_verdict(name))} |")
     if short:
         out.append("")
         out.append("**Incomplete bulk transfers** (stalled or failed; their rate above is what they moved):")
