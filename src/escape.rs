@@ -57,6 +57,24 @@ pub fn escaped_bytes(b: &[u8]) -> String {
     out
 }
 
+/// `s` with only what can act on a terminal escaped: control characters
+/// and the Unicode format characters that reorder or hide text (bidi
+/// overrides and isolates, zero-width marks), as `\u{..}`. For a value that
+/// another program reads back, such as a file name in a GitHub annotation,
+/// where printable non-ASCII and `\` must stay as they are.
+pub fn controls_escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let hides = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || hides {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +85,10 @@ mod tests {
         assert_eq!(escaped("\u{1b}[2J\u{202e}x"), "\\u{1b}[2J\\u{202e}x");
         assert_eq!(escaped("back`tick\\"), "back\\`tick\\\\");
         assert_eq!(escaped_bytes(b"a\0b\xff"), "a\\u{0}b\\xff");
+        assert_eq!(
+            controls_escaped("d\u{e9}ploy\\x\u{1b}[31m\u{202e}.yaml"),
+            "d\u{e9}ploy\\x\\u{1b}[31m\\u{202e}.yaml"
+        );
     }
 
     #[test]

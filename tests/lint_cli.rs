@@ -189,6 +189,30 @@ fn file_names_in_input_errors_are_escaped() {
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
+/// GitHub places an annotation by its file name, so the name is passed on as
+/// it is (non-ASCII, backslash), but for what could act on a terminal.
+#[test]
+fn github_annotations_name_the_file_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("eg011_missing_subset.yaml")).unwrap();
+    std::fs::write(dir.path().join("d\u{e9}ploy\\x\u{1b}[31m.yaml"), text).unwrap();
+    let out = egressgen()
+        .args(["lint", "--format", "github"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let want = format!(
+        "::error file={}/d\u{e9}ploy\\x\\u{{1b}}[31m.yaml,line=",
+        dir.path().display()
+    );
+    assert!(out.starts_with(&want), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+}
+
 #[test]
 fn an_empty_stdin_filename_exits_2() {
     egressgen()

@@ -1770,39 +1770,74 @@ async fn refused_address_falls_back_to_the_next_over_ipv6_and_ipv4() {
 
 /// An upstream address that is the proxy's own listener is not dialed: the
 /// connection would come back to the proxy, which would dial itself again,
-/// until `max_connections`. One line is logged, not one per hop.
+/// until `max_connections`. One line is logged, not one per hop. Also as an
+/// IPv4-mapped IPv6 address, which an IPv6 socket dials over IPv4. With other
+/// addresses in the answer they are dialed, and the log names the last one
+/// dialed.
 #[tokio::test]
 async fn an_upstream_that_is_the_proxy_itself_is_not_dialed() {
     use egressgen::serve::resolve::Addrs;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (allowlist, _) = Allowlist::parse(["*.test.local"]).unwrap();
-    let log = Sink::default();
-    let mut settings = defaults();
-    settings.max_connections = 20;
-    let proxy = Arc::new(Proxy {
-        allowlist,
-        resolver: Fixed(Addrs::One(addr)),
-        settings,
-        log: AccessLog::new(Box::new(log.clone()), Format::Text, true),
-        learned: Default::default(),
-    });
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(proxy::serve(proxy, vec![listener], async {
-        let _ = rx.await;
-    }));
-    let answer = raw_exchange(addr, &hello_for(b"loop.test.local")).await;
-    assert!(answer.is_empty(), "{answer:?}");
-    let line = log.lines(1).await.remove(0);
-    assert!(
-        line.contains("reason=upstream_is_this_proxy")
-            && line.contains(&format!("upstream={addr}"))
-            && line.ends_with("flags=UF"),
-        "{line}"
-    );
-    let _ = tx.send(());
-    done.await.unwrap();
-    assert_eq!(log.text().lines().count(), 1, "{}", log.text());
+    type Case = fn(SocketAddr) -> (Addrs, &'static str, String);
+    // Nothing listens on [::1] at the proxy's port: dialing it is refused.
+    let cases: [Case; 4] = [
+        |own| (Addrs::One(own), "upstream_is_this_proxy", own.to_string()),
+        |own| {
+            let mapped = format!("[::ffff:127.0.0.1]:{}", own.port());
+            (
+                Addrs::One(mapped.parse().unwrap()),
+                "upstream_is_this_proxy",
+                mapped,
+            )
+        },
+        |own| {
+            let ips = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+            (
+                Addrs::Many(ips.into(), own.port()),
+                "connect_failed",
+                format!("[::1]:{}", own.port()),
+            )
+        },
+        |own| {
+            let ips = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+            (
+                Addrs::Many(ips.into(), own.port()),
+                "connect_failed",
+                format!("[::1]:{}", own.port()),
+            )
+        },
+    ];
+    for case in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (addrs, reason, upstream) = case(addr);
+        let (allowlist, _) = Allowlist::parse(["*.test.local"]).unwrap();
+        let log = Sink::default();
+        let mut settings = defaults();
+        settings.max_connections = 20;
+        let proxy = Arc::new(Proxy {
+            allowlist,
+            resolver: Fixed(addrs),
+            settings,
+            log: AccessLog::new(Box::new(log.clone()), Format::Text, true),
+            learned: Default::default(),
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let done = tokio::spawn(proxy::serve(proxy, vec![listener], async {
+            let _ = rx.await;
+        }));
+        let answer = raw_exchange(addr, &hello_for(b"loop.test.local")).await;
+        assert!(answer.is_empty(), "{answer:?}");
+        let line = log.lines(1).await.remove(0);
+        assert!(
+            line.contains(&format!("reason={reason}"))
+                && line.contains(&format!("upstream={upstream}"))
+                && line.ends_with("flags=UF"),
+            "{reason} {upstream}: {line}"
+        );
+        let _ = tx.send(());
+        done.await.unwrap();
+        assert_eq!(log.text().lines().count(), 1, "{}", log.text());
+    }
 }
 
 /// What reached the client's socket before the upstream reset still reaches

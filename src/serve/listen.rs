@@ -131,10 +131,13 @@ impl Own {
     /// the same port and family whose address is the target's, or a
     /// wildcard listener (`0.0.0.0`, `[::]`) when the target is loopback or
     /// an address of this host. `connect()` to `0.0.0.0` or `[::]` goes to
-    /// the loopback address. An upstream on a port no listener has costs
+    /// the loopback address. Not seen: local routes that make other
+    /// addresses this host's (Linux "AnyIP", `ip route add local ...`). An upstream on a port no listener has costs
     /// one comparison per listener.
     pub fn reached_by(&mut self, target: SocketAddr, now: Instant) -> Option<SocketAddr> {
-        let ip = match target.ip() {
+        // An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is dialed from an
+        // IPv6 socket but reaches the IPv4 address.
+        let ip = match target.ip().to_canonical() {
             IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,

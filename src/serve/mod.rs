@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// host can get slower (BENCHMARKS.md, serve finding 19). Off by default.
     #[arg(long)]
     pub splice: bool,
+    /// Accepted and ignored: copying is the default now (was: turn splice
+    /// off), so scripts written for earlier builds keep working.
+    #[arg(long, hide = true, conflicts_with = "splice")]
+    pub no_splice: bool,
     /// Worker threads, each with its own event loop and SO_REUSEPORT
     /// listeners [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -482,8 +486,17 @@ mod tests {
         assert!(!reaches("127.0.0.2:8443", "127.0.0.1:8443"));
         assert!(!reaches("[::1]:8443", "0.0.0.0:8443"));
         assert!(!reaches("10.0.0.1:8443", "127.0.0.1:8443"));
-        // 192.0.2.0/24 is reserved for documentation: no host has it.
-        assert!(!reaches("192.0.2.1:8443", "0.0.0.0:8443"));
+        // An IPv6 socket dials an IPv4-mapped address over IPv4.
+        assert!(reaches("[::ffff:127.0.0.1]:8443", "127.0.0.1:8443"));
+        assert!(reaches("[::ffff:127.0.0.1]:8443", "0.0.0.0:8443"));
+        assert!(!reaches("[::ffff:127.0.0.1]:8443", "[::1]:8443"));
+        // A documentation address (192.0.2.0/24) that is not this host's.
+        let ifaces = listen::interface_ips();
+        let other = (1..=254)
+            .map(|n| std::net::IpAddr::from([192, 0, 2, n]))
+            .find(|ip| !ifaces.contains(ip))
+            .unwrap();
+        assert!(!reaches(&format!("{other}:8443"), "0.0.0.0:8443"));
         // An address of one of this host's interfaces reaches a wildcard
         // listener, and only a wildcard one.
         for ip in listen::interface_ips() {

@@ -773,18 +773,22 @@ impl<R: Resolver> Worker<R> {
     /// in progress.
     fn connect(&mut self, c: &mut Conn, hello: Vec<u8>, addrs: Addrs, from: usize) -> bool {
         let mut i = from;
-        let mut only_own = true;
+        // Past the first address, the one before `from` was dialed and failed.
+        let mut dialed = from > 0;
         loop {
             let Some(a) = addrs.iter().nth(i) else {
                 break;
             };
             i += 1;
-            c.out.upstream = Some(a);
             if let Some(listener) = self.own.reached_by(a, self.now) {
                 warn_own_upstream(a, listener);
+                if !dialed {
+                    c.out.upstream = Some(a);
+                }
                 continue;
             }
-            only_own = false;
+            dialed = true;
+            c.out.upstream = Some(a);
             match dial(a, &hello) {
                 Ok((up, Some(sent))) => return self.start_relay(c, up, hello, sent),
                 Ok((up, None)) => {
@@ -799,7 +803,8 @@ impl<R: Resolver> Worker<R> {
                 Err(_) => continue,
             }
         }
-        if only_own && i > from {
+        // The log names the last address dialed, or an own one if none was.
+        if !dialed {
             return c.out.end("upstream_is_this_proxy", flags::UPSTREAM_FAILURE);
         }
         c.out.end("connect_failed", flags::UPSTREAM_FAILURE)

@@ -1,6 +1,8 @@
 //! GitHub Actions workflow commands: one `::error file=...,line=...::`
 //! (or `::warning`) annotation per finding, escaped as the Actions toolkit
-//! escapes them (`%`, CR, LF; and `:` `,` in properties).
+//! escapes them (`%`, CR, LF; and `:` `,` in properties). The file name is
+//! kept as it is, so GitHub finds the file, except for characters that could
+//! act on a terminal.
 
 use std::fmt::Write;
 
@@ -20,7 +22,10 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     for e in &report.input_errors {
         let message = super::with_help(&e.message, e.help.as_deref());
-        let mut props = format!("file={}", property(&crate::escape::escaped(&e.file)));
+        let mut props = format!(
+            "file={}",
+            property(&crate::escape::controls_escaped(&e.file))
+        );
         if let Some(at) = e.at {
             let _ = write!(props, ",line={},col={}", at.line, at.column);
         }
@@ -39,7 +44,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "::{cmd} file={},line={},col={},title={}::{}",
-            property(&crate::escape::escaped(&f.file)),
+            property(&crate::escape::controls_escaped(&f.file)),
             f.line,
             f.column,
             property(f.code),
