@@ -79,7 +79,8 @@ pub struct ServeArgs {
     pub drain_timeout: Duration,
     /// Pin names to an address, like curl's --resolve (repeatable):
     /// `api.test.local=127.0.0.1`, `*.test.local=127.0.0.1:8443`, `*=[::1]:8443`.
-    /// A pin to one of the proxy's own listeners is refused (it would loop).
+    /// A pin to one of the proxy's own listeners is refused at startup, and a
+    /// name that resolves to one is refused per connection (either would loop).
     #[arg(long = "resolve", value_name = "PATTERN=IP[:PORT]")]
     pub resolve: Vec<String>,
     /// Access log destination: a file, `-` for stdout, `off` [default: stderr].
