@@ -115,6 +115,14 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Counts what the relay moved, as Envoy's BYTES_RECEIVED and
+    /// BYTES_SENT: read from and written to the client (`received` already
+    /// holds the hello).
+    fn count_relay(&mut self, c2u: &Half, u2c: &Half) {
+        self.received += c2u.read();
+        self.sent = u2c.total();
+    }
+
     /// Records why the connection ends; returns `false` ("do not keep it").
     fn end(&mut self, reason: &'static str, flags: &'static str) -> bool {
         self.reason = reason;
@@ -422,10 +430,7 @@ impl<R: Resolver> Worker<R> {
             State::Connecting { up, .. } => self.forget(up),
             State::Relay { up, c2u, u2c } => {
                 self.forget(up);
-                // Envoy's BYTES_RECEIVED and BYTES_SENT: read from and
-                // written to the client (`out.received` holds the hello).
-                out.received += c2u.read();
-                out.sent = u2c.total();
+                out.count_relay(c2u, u2c);
             }
             _ => {}
         }
@@ -1011,8 +1016,7 @@ impl<R: Resolver> Worker<R> {
         let State::Relay { up, c2u, u2c } = std::mem::replace(&mut c.state, State::Gone) else {
             return false;
         };
-        c.out.received += c2u.read();
-        c.out.sent = u2c.total();
+        c.out.count_relay(&c2u, &u2c);
         self.forget(&up);
         drop(up);
         c.state = State::Lingering {
