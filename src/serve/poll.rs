@@ -51,6 +51,10 @@ pub struct Event {
     pub hup: bool,
     /// A pending socket error (`EPOLLERR`); reported without interest.
     pub error: bool,
+    /// The peer has shut its sending side (`EPOLLRDHUP`, `POLLRDHUP`;
+    /// asked for with read interest, Linux only, else always `false`):
+    /// once what is queued is read, reads return EOF.
+    pub peer_shut: bool,
 }
 
 /// Which system interface a [`Poller`] uses.
@@ -183,7 +187,7 @@ impl Epoll {
         use std::os::fd::AsRawFd;
         let mut events = 0;
         if i.read {
-            events |= libc::EPOLLIN as u32;
+            events |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
         }
         if i.write {
             events |= libc::EPOLLOUT as u32;
@@ -220,6 +224,7 @@ impl Epoll {
                 writable: has(libc::EPOLLOUT),
                 hup: has(libc::EPOLLHUP),
                 error: has(libc::EPOLLERR),
+                peer_shut: has(libc::EPOLLRDHUP),
             });
         }
         Ok(())
@@ -234,10 +239,16 @@ struct PollSet {
     at: HashMap<RawFd, usize>,
 }
 
+/// `POLLRDHUP` is Linux's; elsewhere nothing is asked for.
+#[cfg(target_os = "linux")]
+const POLL_PEER_SHUT: i16 = libc::POLLRDHUP;
+#[cfg(not(target_os = "linux"))]
+const POLL_PEER_SHUT: i16 = 0;
+
 fn poll_events(i: Interest) -> i16 {
     let mut events = 0;
     if i.read {
-        events |= libc::POLLIN;
+        events |= libc::POLLIN | POLL_PEER_SHUT;
     }
     if i.write {
         events |= libc::POLLOUT;
@@ -293,6 +304,7 @@ impl PollSet {
                 writable: has(libc::POLLOUT),
                 hup: has(libc::POLLHUP),
                 error: has(libc::POLLERR | libc::POLLNVAL),
+                peer_shut: has(POLL_PEER_SHUT),
             });
         }
         Ok(())
@@ -363,6 +375,30 @@ mod tests {
             p.add(a.as_raw_fd(), 2, Interest::READ).unwrap();
             p.wait(&mut ev, Some(Duration::ZERO)).unwrap();
             assert!(ev.len() == 1 && ev[0].token == 2, "{b:?}: {ev:?}");
+        }
+    }
+
+    /// A peer's FIN is reported with the read, on Linux; with no interest
+    /// it is not reported at all (it is not a hang-up), so it cannot spin.
+    #[test]
+    fn a_peer_shutdown_comes_with_the_read() {
+        for b in backends() {
+            let mut p = Poller::new(b).unwrap();
+            let (a, mut peer) = UnixStream::pair().unwrap();
+            p.add(a.as_raw_fd(), 1, Interest::READ).unwrap();
+            peer.write_all(b"x").unwrap();
+            let mut ev = Vec::new();
+            p.wait(&mut ev, Some(Duration::from_secs(1))).unwrap();
+            assert!(ev.len() == 1 && !ev[0].peer_shut, "{b:?}: {ev:?}");
+            peer.shutdown(std::net::Shutdown::Write).unwrap();
+            p.wait(&mut ev, Some(Duration::from_secs(1))).unwrap();
+            let linux = cfg!(target_os = "linux");
+            assert!(ev.len() == 1 && ev[0].readable, "{b:?}: {ev:?}");
+            assert_eq!(ev[0].peer_shut, linux, "{b:?}: {ev:?}");
+            assert!(!ev[0].hup, "{b:?}: only one direction is shut");
+            p.modify(a.as_raw_fd(), 1, Interest::NONE).unwrap();
+            p.wait(&mut ev, Some(Duration::ZERO)).unwrap();
+            assert!(ev.is_empty(), "{b:?}: {ev:?}");
         }
     }
 

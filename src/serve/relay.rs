@@ -163,11 +163,18 @@ impl Half {
     /// The source is readable (or hung up): one read, and as much of it as
     /// the destination takes at once. An error is the destination's; the
     /// source's own end this direction as reset.
+    ///
+    /// `peer_shut`: the poller said the source has sent its FIN. Then a
+    /// short read is followed by one more, which returns the EOF, and the
+    /// bytes go out with `MSG_MORE` so that the FIN `finish` sends next
+    /// rides on the same segment: one packet and one loop turn fewer per
+    /// closing direction.
     pub fn on_readable(
         &mut self,
         src: &TcpStream,
         dst: &TcpStream,
         scratch: &mut [u8],
+        peer_shut: bool,
     ) -> io::Result<()> {
         if !self.wants_read() {
             return Ok(());
@@ -183,7 +190,7 @@ impl Half {
         // A full read suggests more is waiting: go on, a few rounds at most
         // so that one bulk flow cannot starve the worker's other sockets.
         for _ in 0..ROUNDS {
-            let n = match (&*src).read(scratch) {
+            let mut n = match (&*src).read(scratch) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(());
@@ -196,8 +203,18 @@ impl Half {
                     return Ok(());
                 }
             };
+            // What ends the source, seen now, is applied once `n` is sent.
+            let mut ended = None;
+            if peer_shut && n < scratch.len() {
+                match (&*src).read(&mut scratch[n..]) {
+                    Ok(0) => ended = Some(false),
+                    Ok(m) => n += m,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => ended = Some(true),
+                }
+            }
             self.read += n as u64;
-            let w = match (&*dst).write(&scratch[..n]) {
+            let w = match send(dst, &scratch[..n], ended == Some(false)) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => return Err(e),
@@ -207,9 +224,14 @@ impl Half {
                 self.buf = pool::take(n - w);
                 self.buf.extend_from_slice(&scratch[w..n]);
                 self.pos = 0;
+            }
+            if let Some(reset) = ended {
+                self.eof = true;
+                // Marked already if a write to this socket failed.
+                self.reset |= reset;
                 return Ok(());
             }
-            if n < scratch.len() {
+            if w < n || n < scratch.len() {
                 break;
             }
         }
@@ -325,6 +347,19 @@ impl Half {
     }
 }
 
+/// Writes `bytes` to `dst`. `more`: a FIN follows at once, so Linux holds a
+/// short tail (`MSG_MORE`) for `shutdown`/`close` to send with it; elsewhere
+/// a plain write.
+fn send(dst: &TcpStream, bytes: &[u8], more: bool) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if more {
+        return socket2::SockRef::from(dst)
+            .send_with_flags(bytes, libc::MSG_MORE | libc::MSG_NOSIGNAL);
+    }
+    let _ = more;
+    (&*dst).write(bytes)
+}
+
 impl Drop for Half {
     fn drop(&mut self) {
         pool::give(std::mem::take(&mut self.buf));
@@ -376,5 +411,116 @@ mod pool {
                 free.push(buf);
             }
         });
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// A connected loopback pair, `(ours, theirs)`; ours is non-blocking,
+    /// both send at once (`TCP_NODELAY`), as the proxy's sockets do.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let theirs = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        ours.set_nodelay(true).unwrap();
+        theirs.set_nodelay(true).unwrap();
+        (ours, theirs)
+    }
+
+    /// TCP segments `s` has received (`tcpi_segs_in`, tcp(7) `TCP_INFO`).
+    fn segments_in(s: &TcpStream) -> u32 {
+        // SAFETY: TCP_INFO fills at most `len` bytes of a `tcp_info`.
+        unsafe {
+            let mut info: libc::tcp_info = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            let rc = libc::getsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            );
+            assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+            info.tcpi_segs_in
+        }
+    }
+
+    /// Waits until `s` is readable; returns whether its peer has shut.
+    fn wait_readable(s: &TcpStream) -> bool {
+        use super::super::poll::{Backend, Interest, Poller};
+        let mut p = Poller::new(Backend::Epoll).unwrap();
+        p.add(s.as_raw_fd(), 1, Interest::READ).unwrap();
+        let mut ev = Vec::new();
+        p.wait(&mut ev, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert!(ev.len() == 1 && ev[0].readable, "{ev:?}");
+        ev[0].peer_shut
+    }
+
+    /// The source sends its last bytes and its FIN in one segment; relays
+    /// them with and without the poller's hint, and returns whether one
+    /// read ended the direction and the segments the destination's reader
+    /// got (data and FIN included).
+    fn relay_last_bytes(use_hint: bool) -> (bool, u32) {
+        let (src, src_peer) = pair();
+        let (dst, mut dst_peer) = pair();
+        // MSG_MORE holds the bytes back until the FIN, which goes with them.
+        socket2::SockRef::from(&src_peer)
+            .send_with_flags(b"last words", libc::MSG_MORE)
+            .unwrap();
+        src_peer.shutdown(Shutdown::Write).unwrap();
+        let peer_shut = wait_readable(&src);
+        assert!(peer_shut, "the poller reports the FIN with the bytes");
+        let before = segments_in(&dst_peer);
+        let mut h = Half::new(Vec::new(), 0, false);
+        let mut scratch = vec![0; RELAY_MAX];
+        h.on_readable(&src, &dst, &mut scratch, use_hint && peer_shut)
+            .unwrap();
+        let ended = h.source_ended();
+        if !ended {
+            // The loop's next turn: the socket is still readable (EOF).
+            h.on_readable(&src, &dst, &mut scratch, false).unwrap();
+        }
+        assert!(h.finish(&dst, false), "direction done");
+        let mut got = Vec::new();
+        dst_peer.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"last words");
+        (ended, segments_in(&dst_peer) - before)
+    }
+
+    #[test]
+    fn a_fin_that_came_with_the_last_bytes_leaves_on_the_same_segment() {
+        assert_eq!(relay_last_bytes(true), (true, 1));
+        // Without the hint: a turn of the loop more, and a bare FIN.
+        assert_eq!(relay_last_bytes(false), (false, 2));
+    }
+
+    /// A source that resets after its last bytes: they are delivered, and
+    /// the direction ends as reset, not as a clean FIN.
+    #[test]
+    fn a_reset_seen_on_the_extra_read_still_ends_as_reset() {
+        let (src, src_peer) = pair();
+        let (dst, mut dst_peer) = pair();
+        (&src_peer).write_all(b"bye").unwrap();
+        socket2::SockRef::from(&src_peer)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        assert!(!wait_readable(&src), "the bytes, and no FIN");
+        drop(src_peer);
+        // On loopback the reset is taken in by the `close` that sent it.
+        assert!(wait_readable(&src), "the reset shuts the socket");
+        let mut h = Half::new(Vec::new(), 0, false);
+        let mut scratch = vec![0; RELAY_MAX];
+        h.on_readable(&src, &dst, &mut scratch, true).unwrap();
+        assert!(h.source_ended() && h.is_reset() && h.reset_delivered());
+        let mut got = [0; 3];
+        dst_peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"bye");
     }
 }

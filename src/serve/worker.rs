@@ -891,10 +891,10 @@ impl<R: Resolver> Worker<R> {
             // EOF: take it at once rather than on another report.
             let _ = if failed == CLIENT {
                 c2u.source_reset();
-                c2u.on_readable(client, up, scratch)
+                c2u.on_readable(client, up, scratch, false)
             } else {
                 u2c.source_reset();
-                u2c.on_readable(up, client, scratch)
+                u2c.on_readable(up, client, scratch, false)
             };
         }
         drop_toward_failed(c2u, u2c);
@@ -1075,7 +1075,11 @@ fn relay_step(
     if ev.writable && to_this.on_writable(this).is_err() {
         return Err(Failed::This);
     }
-    if (ev.readable || ev.hup || ev.error) && from_this.on_readable(this, other, scratch).is_err() {
+    if (ev.readable || ev.hup || ev.error)
+        && from_this
+            .on_readable(this, other, scratch, ev.peer_shut)
+            .is_err()
+    {
         return Err(Failed::Other);
     }
     Ok(())
