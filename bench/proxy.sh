@@ -19,6 +19,7 @@
 #   SYSCALLS=1 (count each proxy's system calls per connection and per request with perf stat)
 #   PEERS="direct egressgen nginx haproxy haproxy-splice sniproxy" (also: egressgen-alt, nginx-half-close, nginx-reuseport)
 #   TESTS="bulk conn keepalive latency"
+#   HOGS=0 (busy loops at normal priority during the rounds: the proxies next to CPU-bound work)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +36,7 @@ if [[ -z "${EGRESSGEN_BENCH_NS:-}" ]]; then
 fi
 
 ROUNDS=${ROUNDS:-5}
+HOGS=${HOGS:-0}
 DURATION=${DURATION:-4}
 LAT_SAMPLES=${LAT_SAMPLES:-300}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -467,7 +469,7 @@ run_latency() { # round, peer
 # ---------------------------------------------------------------- machine notes
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "command: bench/proxy.sh (ROUNDS=$ROUNDS DURATION=$DURATION LAT_SAMPLES=$LAT_SAMPLES WRK_THREADS=$WRK_THREADS WRK_CONNS=$WRK_CONNS IDLE_CONNS=$IDLE_CONNS)"
+  echo "command: bench/proxy.sh (ROUNDS=$ROUNDS DURATION=$DURATION LAT_SAMPLES=$LAT_SAMPLES WRK_THREADS=$WRK_THREADS WRK_CONNS=$WRK_CONNS IDLE_CONNS=$IDLE_CONNS HOGS=$HOGS)"
   echo "nproc: $(nproc)"
   echo "cpu: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "kernel: $(uname -r)"
@@ -482,6 +484,8 @@ run_latency() { # round, peer
 } >"$OUT/machine.txt"
 
 # ---------------------------------------------------------------- alternating rounds
+# CPU-bound neighbours, if asked for: they run through every round and are stopped with the peers.
+for ((i = 1; i <= HOGS; i++)); do start "hog$i" sh -c 'while :; do :; done'; done
 read -ra LIST <<<"$PEERS"
 n=${#LIST[@]}
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -1240,12 +1240,67 @@ fn bad_flags_exit_2_before_serving() {
             &["--learn", "--access-log", "-"],
             "--learn prints its domain list on stdout, so --access-log - would mix",
         ),
+        (
+            &["--allow", "a.com", "--sched", "fifo"],
+            "invalid value 'fifo' for '--sched",
+        ),
     ];
     for (args, want) in cases {
         let err = serve_refused(args);
         assert!(err.contains(want), "{args:?}: {err}");
     }
     drop(taken);
+}
+
+/// The scheduling policy of each thread of process `pid` whose name starts
+/// with `prefix` (`/proc/PID/task/TID/stat`, field 41, proc(5)).
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32, prefix: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // Fields from the third on follow the `(comm)`.
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        let policy = rest.split_whitespace().nth(41 - 3).unwrap();
+        out.push(policy.parse().unwrap());
+    }
+    out
+}
+
+/// `--sched batch` runs every worker thread, and only those, under
+/// SCHED_BATCH, and connections go through as before; without it the
+/// workers keep the default policy.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sched_batch_applies_to_the_worker_threads() {
+    for (flag, want) in [
+        (None, libc::SCHED_OTHER),
+        (Some("batch"), libc::SCHED_BATCH),
+    ] {
+        let mut extra = vec!["--workers", "2"];
+        extra.extend(flag.iter().flat_map(|f| ["--sched", f]));
+        let (mut child, addr, _stderr) = spawn_with_backend(&extra).await;
+        assert_eq!(
+            tls_echo(addr, "batch.test.local", b"through")
+                .await
+                .unwrap(),
+            b"through"
+        );
+        let pid = child.id();
+        assert_eq!(thread_policies(pid, "serve-"), [want as u32; 2], "{flag:?}");
+        let main = thread_policies(pid, "egressgen");
+        assert!(
+            !main.is_empty() && main.iter().all(|&p| p == libc::SCHED_OTHER as u32),
+            "{flag:?}: {main:?}"
+        );
+        signal(&child, "-TERM");
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
 }
 
 /// A `--resolve` pin to the proxy's own listener would make every

@@ -12,6 +12,7 @@
 //! - `worker`: each worker's event loop: accept, bounds, connect, relay;
 //! - [`relay`] (and [`splice`] on Linux): moving bytes both ways;
 //! - [`poll`]: socket readiness (epoll, or poll(2));
+//! - [`sched`]: the workers' scheduling policy (`--sched`);
 //! - [`resolve`]: `--resolve` pins and the cached system resolver;
 //! - [`log`]: the access log;
 //! - [`learn`]: `--learn`'s report.
@@ -24,6 +25,7 @@ pub mod poll;
 pub mod proxy;
 pub mod relay;
 pub mod resolve;
+pub mod sched;
 #[cfg(target_os = "linux")]
 pub mod splice;
 mod worker;
@@ -110,6 +112,16 @@ pub struct ServeArgs {
     /// `hash`, go by the kernel's hash of the addresses.
     #[arg(long, value_enum, default_value = "cpu")]
     pub balance: listen::Balance,
+    /// Scheduling policy of the worker threads (Linux). With `batch`
+    /// (SCHED_BATCH) a worker woken by the network does not preempt the
+    /// process running on its CPU; it runs when that one sleeps or at the
+    /// next tick, and handles more at once. Next to an app and a backend
+    /// that wait on I/O, that is less than half the proxy CPU per
+    /// connection and more throughput, for a lower connection rate; next to
+    /// CPU-bound processes it adds milliseconds per new connection
+    /// (BENCHMARKS.md, serve finding 21).
+    #[arg(long, value_enum, default_value = "normal")]
+    pub sched: sched::Sched,
 }
 
 /// One `--listen ADDR[=PORT]`.
@@ -264,11 +276,18 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         learn: args.learn,
         splice: args.splice,
         backend: Default::default(),
+        sched: args.sched,
     };
     if args.splice && !cfg!(target_os = "linux") {
         bail!(
             "--splice needs Linux (splice(2))
   help: leave it out: flows are copied"
+        );
+    }
+    if args.sched == sched::Sched::Batch && !cfg!(target_os = "linux") {
+        bail!(
+            "--sched batch needs Linux (SCHED_BATCH)
+  help: leave it out: the workers keep the system's default policy"
         );
     }
     if args.learn && args.access_log.as_deref() == Some("-") {

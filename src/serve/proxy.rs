@@ -32,6 +32,7 @@ use super::learn::Learned;
 use super::log::AccessLog;
 use super::poll::Backend;
 use super::resolve::Resolver;
+use super::sched::Sched;
 use super::worker::{Inbox, Msg, Worker};
 use crate::domain::Allowlist;
 
@@ -54,6 +55,8 @@ pub struct Settings {
     /// How the event loop waits: epoll on Linux; tests also run `poll(2)`,
     /// the backend used elsewhere.
     pub backend: Backend,
+    /// The worker threads' scheduling policy (`--sched`).
+    pub sched: Sched,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             learn: false,
             splice: false,
             backend: Backend::default(),
+            sched: Sched::Normal,
         }
     }
 }
@@ -140,21 +144,40 @@ pub async fn serve_workers<R: Resolver>(
             rt.clone(),
         )?);
     }
-    let mut running: Vec<(Arc<Inbox>, _)> = Vec::new();
+    // The policy is each thread's own, so each sets it, and no worker
+    // serves until all have: a failure exits before anything is served.
+    let sched = proxy.settings.sched;
+    let mut started = Vec::new();
+    let mut failed = None;
     for (i, worker) in ready.into_iter().enumerate() {
         let inbox = worker.inbox.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (policy_tx, policy) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<bool>();
         let spawned = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
-                let _ = tx.send(worker.run());
-            });
-        if let Err(e) = spawned {
-            for (inbox, _) in &running {
-                inbox.send(Msg::Stop);
+                let _ = policy_tx.send(sched.apply());
+                if go_rx.recv() == Ok(true) {
+                    let _ = tx.send(worker.run());
+                }
+            })
+            .and_then(|_| policy.recv().unwrap_or(Ok(())));
+        match spawned {
+            Ok(()) => started.push((inbox, rx, go)),
+            Err(e) => {
+                failed = Some(e);
+                break;
             }
-            return Err(e);
         }
+    }
+    if let Some(e) = failed {
+        // Dropping the `go` senders ends the threads that were waiting.
+        return Err(e);
+    }
+    let mut running: Vec<(Arc<Inbox>, _)> = Vec::new();
+    for (inbox, rx, go) in started {
+        let _ = go.send(true);
         running.push((inbox, rx));
     }
     // Only a buffered log needs flushing; with none, an idle proxy never
