@@ -126,8 +126,8 @@ pub async fn serve<R: Resolver>(
 /// `max_connections` bound. DNS lookups the resolver cannot answer at once
 /// run on the calling tokio runtime.
 ///
-/// Everything that can fail (the pollers, registering the listeners) is
-/// done before the first worker starts.
+/// Everything that can fail (the pollers, registering the listeners, each
+/// thread's scheduling policy) is done before the first worker starts.
 pub async fn serve_workers<R: Resolver>(
     proxy: Arc<Proxy<R>>,
     workers: Vec<Vec<(std::net::TcpListener, u16)>>,
@@ -153,12 +153,12 @@ pub async fn serve_workers<R: Resolver>(
         let inbox = worker.inbox.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (policy_tx, policy) = std::sync::mpsc::channel();
-        let (go, go_rx) = std::sync::mpsc::channel::<bool>();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
                 let _ = policy_tx.send(sched.apply());
-                if go_rx.recv() == Ok(true) {
+                if go_rx.recv().is_ok() {
                     let _ = tx.send(worker.run());
                 }
             })
@@ -177,7 +177,7 @@ pub async fn serve_workers<R: Resolver>(
     }
     let mut running: Vec<(Arc<Inbox>, _)> = Vec::new();
     for (inbox, rx, go) in started {
-        let _ = go.send(true);
+        let _ = go.send(());
         running.push((inbox, rx));
     }
     // Only a buffered log needs flushing; with none, an idle proxy never
