@@ -203,7 +203,6 @@ impl Half {
                     return Ok(());
                 }
             };
-            // What ends the source, seen now, is applied once `n` is sent.
             let mut ended = None;
             if peer_shut && n < scratch.len() {
                 match (&*src).read(&mut scratch[n..]) {
@@ -213,8 +212,17 @@ impl Half {
                     Err(_) => ended = Some(true),
                 }
             }
+            // Hold the tail for the FIN only when one follows: a direction
+            // ending as reset is not shut, and a socket closed with unread
+            // bytes drops its write queue (a reset), held tail included.
+            let fin_follows = ended == Some(false) && !self.reset;
+            if let Some(reset) = ended {
+                self.eof = true;
+                // Marked already if a write to this socket failed.
+                self.reset |= reset;
+            }
             self.read += n as u64;
-            let w = match send(dst, &scratch[..n], ended == Some(false)) {
+            let w = match send(dst, &scratch[..n], fin_follows) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => return Err(e),
@@ -225,13 +233,7 @@ impl Half {
                 self.buf.extend_from_slice(&scratch[w..n]);
                 self.pos = 0;
             }
-            if let Some(reset) = ended {
-                self.eof = true;
-                // Marked already if a write to this socket failed.
-                self.reset |= reset;
-                return Ok(());
-            }
-            if w < n || n < scratch.len() {
+            if self.eof || w < n || n < scratch.len() {
                 break;
             }
         }
@@ -430,6 +432,9 @@ mod tests {
         ours.set_nonblocking(true).unwrap();
         ours.set_nodelay(true).unwrap();
         theirs.set_nodelay(true).unwrap();
+        // Bytes held back by mistake fail the test instead of hanging it.
+        let limit = Some(std::time::Duration::from_secs(5));
+        theirs.set_read_timeout(limit).unwrap();
         (ours, theirs)
     }
 
@@ -522,5 +527,32 @@ mod tests {
         let mut got = [0; 3];
         dst_peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"bye");
+    }
+
+    /// A direction already marked reset (a write to its source failed) is
+    /// not shut once its source ends: the connection ends as reset, and the
+    /// destination may be closed with unread bytes, which resets it and
+    /// drops its write queue. So its last bytes must not be held back for a
+    /// FIN that never comes.
+    #[test]
+    fn a_direction_ending_as_reset_does_not_hold_its_last_bytes() {
+        let (src, src_peer) = pair();
+        let (dst, mut dst_peer) = pair();
+        (&dst_peer).write_all(b"never read").unwrap();
+        assert!(!wait_readable(&dst));
+        socket2::SockRef::from(&src_peer)
+            .send_with_flags(b"last", libc::MSG_MORE)
+            .unwrap();
+        src_peer.shutdown(Shutdown::Write).unwrap();
+        assert!(wait_readable(&src));
+        let mut h = Half::new(Vec::new(), 0, false);
+        h.source_reset();
+        let mut scratch = vec![0; RELAY_MAX];
+        h.on_readable(&src, &dst, &mut scratch, true).unwrap();
+        assert!(h.reset_delivered(), "ends as reset");
+        drop(dst);
+        let mut got = [0; 4];
+        dst_peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"last");
     }
 }
