@@ -1028,6 +1028,24 @@ fn exit_does_not_wait_for_a_lookup_that_never_returns() {
     );
 }
 
+/// Whether `unshare FLAG` works (it needs root). Without, the test is
+/// skipped, with a note; with `CI` set that is a failure, since CI runs as
+/// root (.ci/run) and a skip there would hide the test.
+fn can_unshare(flag: &str) -> bool {
+    let root = Command::new("unshare")
+        .args([flag, "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but `unshare {flag}` fails: run the tests as root"
+        );
+        eprintln!("skipped: needs root for `unshare {flag}`");
+    }
+    root
+}
+
 /// A command that runs egressgen with a file holding `contents` mounted
 /// over `target` (say /etc/hosts) in a private mount namespace, so the
 /// machine's own file is never touched; the file lives as long as the
@@ -1035,17 +1053,7 @@ fn exit_does_not_wait_for_a_lookup_that_never_returns() {
 /// (`unshare --mount`); with `CI` set that is a failure, since CI runs as
 /// root.
 fn egressgen_with_file_over(contents: &str, target: &str) -> Option<(tempfile::TempDir, Command)> {
-    let root = Command::new("unshare")
-        .args(["--mount", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !root {
-        // CI runs as root (.ci/run); a skip there would hide the test.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but `unshare --mount` fails: run the tests as root"
-        );
-        eprintln!("skipped: needs root for `unshare --mount`");
+    if !can_unshare("--mount") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1110,6 +1118,68 @@ fn a_name_that_resolves_to_the_proxy_itself_is_refused() {
         lines.iter().any(|l| l.contains("help: pin the names")),
         "{lines:#?}"
     );
+}
+
+/// A loop that addresses do not show: in a private network namespace, an
+/// AnyIP route (`ip route add local`) makes the upstream's address this
+/// host's, so the dial lands on the proxy's own wildcard listener. The
+/// proxy knows its own hello when it comes back and refuses it with an
+/// alert: one more log line and one warning, where before the connections
+/// chained until --max-connections (41 log lines here). curl, a real
+/// client, gets the alert.
+#[test]
+fn a_hello_that_comes_back_through_a_route_is_refused() {
+    if !can_unshare("--net") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, err) = (dir.path().join("access.log"), dir.path().join("stderr"));
+    let script = r#"
+ip link set lo up && ip route add local 10.99.0.0/16 dev lo table local || exit 97
+"$1" serve --listen 0.0.0.0:18999 --allow loop.test --resolve loop.test=10.99.0.1:18999 \
+  --max-connections 40 --access-log "$2" 2>"$3" &
+pid=$!
+i=0
+until grep -q "listening on" "$3" 2>/dev/null; do
+  i=$((i + 1)); [ $i -gt 200 ] && exit 98; sleep 0.05
+done
+curl -sk --max-time 10 --resolve loop.test:18999:127.0.0.1 https://loop.test:18999/ -o /dev/null
+echo "curl=$?"
+kill -TERM $pid; wait $pid; echo "exit=$?"
+"#;
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", script, "sh"])
+        .arg(assert_cmd::cargo::cargo_bin!("egressgen"))
+        .args([&log, &err])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    // curl exit 35: the TLS handshake failed (the alert, relayed).
+    assert!(
+        stdout.contains("curl=35") && stdout.contains("exit=0"),
+        "{stdout}{}\n{stderr}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "no loop: {lines:#?}");
+    let (inner, outer): (Vec<&str>, Vec<&str>) = lines
+        .iter()
+        .partition(|l| l.contains("downstream=10.99.0.1:"));
+    let (inner, outer) = (inner.concat(), outer.concat());
+    assert!(
+        outer.contains("downstream=127.0.0.1:") && outer.contains("upstream=10.99.0.1:18999"),
+        "{outer}"
+    );
+    assert!(
+        inner.contains("downstream=10.99.0.1:")
+            && inner.contains("decision=denied reason=upstream_is_this_proxy")
+            && inner.ends_with("flags=UF"),
+        "{inner}"
+    );
+    assert_eq!(stderr.matches("came back to it").count(), 1, "{stderr}");
+    assert!(stderr.contains("help: pin the names"), "{stderr}");
 }
 
 #[tokio::test]

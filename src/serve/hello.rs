@@ -58,6 +58,9 @@ pub struct Hello<'a> {
     pub ech: bool,
     /// `legacy_version` of the ClientHello.
     pub version: u16,
+    /// The 32-byte `random` (RFC 8446 §4.1.2), fresh for every hello a
+    /// real client sends: the proxy knows a hello of its own by it.
+    pub random: [u8; 32],
     /// Wire bytes up to the end of the record that completes the hello.
     pub len: usize,
     /// Number of TLS records the hello spans.
@@ -131,10 +134,16 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         Err(e) => return Parsed::Invalid(e),
     };
     match body(buf, total) {
-        Ok((version, sni, ech)) => Parsed::Hello(Hello {
+        Ok(Body {
+            version,
+            random,
+            sni,
+            ech,
+        }) => Parsed::Hello(Hello {
             sni,
             ech,
             version,
+            random,
             len,
             records,
         }),
@@ -272,7 +281,13 @@ fn check_header_prefix(h: &[u8]) -> Result<(), Invalid> {
     Ok(())
 }
 
-type Body<'a> = (u16, Option<Cow<'a, [u8]>>, bool);
+/// What `body` reads out of the ClientHello.
+struct Body<'a> {
+    version: u16,
+    random: [u8; 32],
+    sni: Option<Cow<'a, [u8]>>,
+    ech: bool,
+}
 
 /// Second pass: parses the ClientHello body (RFC 8446 §4.1.2) through a
 /// cursor that steps over record headers.
@@ -285,7 +300,8 @@ fn body(buf: &[u8], total: usize) -> Result<Body<'_>, &'static str> {
     };
     c.skip(4)?; // msg_type and length, checked by `frame`
     let version = c.u16()?;
-    c.skip(32)?; // random
+    let mut random = [0; 32];
+    random.copy_from_slice(&c.take(32)?);
     let session_id = c.u8()?;
     if session_id > 32 {
         return Err("legacy_session_id longer than 32 bytes");
@@ -303,7 +319,12 @@ fn body(buf: &[u8], total: usize) -> Result<Body<'_>, &'static str> {
     c.skip(usize::from(compression))?;
     if c.left == 0 {
         // A hello without extensions (allowed before TLS 1.3): no SNI.
-        return Ok((version, None, false));
+        return Ok(Body {
+            version,
+            random,
+            sni: None,
+            ech: false,
+        });
     }
     let ext_len = usize::from(c.u16()?);
     if ext_len != c.left {
@@ -343,7 +364,12 @@ fn body(buf: &[u8], total: usize) -> Result<Body<'_>, &'static str> {
             _ => {}
         }
     }
-    Ok((version, sni, ech))
+    Ok(Body {
+        version,
+        random,
+        sni,
+        ech,
+    })
 }
 
 /// Reads the handshake payload of consecutive records as one stream.
@@ -570,6 +596,11 @@ mod tests {
                 Some(&b"allowed.example.com"[..]),
                 "chunk {chunk}"
             );
+            // So is the random, which starts 6 bytes into the handshake.
+            let Parsed::Hello(h) = parse(&wire) else {
+                panic!()
+            };
+            assert_eq!(h.random, [7; 32], "chunk {chunk}");
         }
     }
 

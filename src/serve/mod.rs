@@ -13,6 +13,7 @@
 //! - [`relay`] (and [`splice`] on Linux): moving bytes both ways;
 //! - [`poll`]: socket readiness (epoll, or poll(2));
 //! - [`sched`]: the workers' scheduling policy (`--sched`);
+//! - [`sent`]: the hellos sent upstream, to refuse one that loops back;
 //! - [`resolve`]: `--resolve` pins and the cached system resolver;
 //! - [`log`]: the access log;
 //! - [`learn`]: `--learn`'s report.
@@ -26,6 +27,7 @@ pub mod proxy;
 pub mod relay;
 pub mod resolve;
 pub mod sched;
+pub mod sent;
 #[cfg(target_os = "linux")]
 pub mod splice;
 mod worker;

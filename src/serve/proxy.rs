@@ -33,6 +33,7 @@ use super::log::AccessLog;
 use super::poll::Backend;
 use super::resolve::Resolver;
 use super::sched::Sched;
+use super::sent::Sent;
 use super::worker::{Inbox, Msg, Worker};
 use crate::domain::Allowlist;
 
@@ -134,6 +135,7 @@ pub async fn serve_workers<R: Resolver>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<Drained> {
     let open = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(Sent::default());
     let rt = tokio::runtime::Handle::current();
     let mut ready = Vec::new();
     for listeners in workers {
@@ -141,6 +143,7 @@ pub async fn serve_workers<R: Resolver>(
             proxy.clone(),
             listeners,
             open.clone(),
+            sent.clone(),
             rt.clone(),
         )?);
     }

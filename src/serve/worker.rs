@@ -19,6 +19,7 @@ use super::poll::{Event, Interest, Poller};
 use super::proxy::Proxy;
 use super::relay::{Half, RELAY_MAX};
 use super::resolve::{Addrs, Resolver};
+use super::sent::Sent;
 use crate::domain::{Decision, Denial};
 
 /// Once our side toward the client is shut (an alert sent, or the upstream
@@ -178,6 +179,9 @@ struct Conn {
     armed: Instant,
     /// What the poller was told, per side; `None`: not registered.
     interest: [Option<Interest>; 2],
+    /// The hello's `random`, under which its upstream socket is in
+    /// [`Sent`] while open.
+    random: [u8; 32],
     out: Outcome,
     state: State,
 }
@@ -241,12 +245,15 @@ pub(super) struct Worker<R> {
     drain: Option<Instant>,
     /// The listening addresses, to refuse an upstream that is this proxy.
     own: Own,
+    /// Hellos sent upstream by all workers, to know one that comes back.
+    sent: Arc<Sent>,
 }
 
 /// TLS alert descriptions (RFC 8446 §6).
 mod alert {
     pub const ACCESS_DENIED: u8 = 49;
     pub const DECODE_ERROR: u8 = 50;
+    pub const INTERNAL_ERROR: u8 = 80;
     pub const UNRECOGNIZED_NAME: u8 = 112;
 }
 
@@ -255,6 +262,7 @@ impl<R: Resolver> Worker<R> {
         proxy: Arc<Proxy<R>>,
         sockets: Vec<(std::net::TcpListener, u16)>,
         open: Arc<AtomicUsize>,
+        sent: Arc<Sent>,
         rt: tokio::runtime::Handle,
     ) -> io::Result<Worker<R>> {
         let mut poller = Poller::new(proxy.settings.backend)?;
@@ -288,6 +296,7 @@ impl<R: Resolver> Worker<R> {
             now: Instant::now(),
             drain: None,
             own: Own::new(own),
+            sent,
         })
     }
 
@@ -423,13 +432,14 @@ impl<R: Resolver> Worker<R> {
             began,
             mut out,
             state,
+            random,
             ..
         } = c;
         self.forget(&client);
         match &state {
-            State::Connecting { up, .. } => self.forget(up),
+            State::Connecting { up, .. } => self.forget_upstream(&random, up),
             State::Relay { up, c2u, u2c } => {
-                self.forget(up);
+                self.forget_upstream(&random, up);
                 out.count_relay(c2u, u2c);
             }
             _ => {}
@@ -459,6 +469,13 @@ impl<R: Resolver> Worker<R> {
 
     fn forget(&mut self, socket: &TcpStream) {
         self.poller.forget(socket.as_raw_fd());
+    }
+
+    /// [`Worker::forget`] for an upstream socket about to be closed, which
+    /// also leaves [`Sent`].
+    fn forget_upstream(&mut self, random: &[u8; 32], up: &TcpStream) {
+        self.sent.remove(random, up.as_raw_fd());
+        self.forget(up);
     }
 
     fn accept(&mut self, i: usize) {
@@ -527,6 +544,7 @@ impl<R: Resolver> Worker<R> {
             deadline,
             armed: deadline,
             interest: [None, None],
+            random: [0; 32],
             out: Outcome {
                 sni: None,
                 ech: false,
@@ -678,11 +696,23 @@ impl<R: Resolver> Worker<R> {
                 }
                 return false;
             }
-            Parsed::Hello(h) => (h.sni.map(|s| s.to_vec()), h.ech),
+            Parsed::Hello(h) => {
+                c.random = h.random;
+                (h.sni.map(|s| s.to_vec()), h.ech)
+            }
         };
         let hello = std::mem::take(buf);
         c.out.received = hello.len() as u64;
         c.out.ech = ech;
+        if self.sent.came_back(&c.random, c.peer) {
+            // This proxy's own hello, back through a route or a NAT rule:
+            // forwarding it again would loop until --max-connections.
+            warn_came_back(c.peer);
+            c.out.sni = sni.map(|s| s.to_ascii_lowercase());
+            c.out.end("upstream_is_this_proxy", flags::UPSTREAM_FAILURE);
+            self.refuse(c, alert::INTERNAL_ERROR);
+            return true;
+        }
         self.decide(c, slot, generation, hello, sni.unwrap_or_default())
     }
 
@@ -794,7 +824,7 @@ impl<R: Resolver> Worker<R> {
             }
             dialed = true;
             c.out.upstream = Some(a);
-            match dial(a, &hello) {
+            match dial(a, &hello, &self.sent, &c.random) {
                 Ok((up, Some(sent))) => return self.start_relay(c, up, hello, sent),
                 Ok((up, None)) => {
                     c.state = State::Connecting {
@@ -849,7 +879,7 @@ impl<R: Resolver> Worker<R> {
         match sent {
             Some(sent) => self.start_relay(c, up, hello, sent),
             None => {
-                self.forget(&up);
+                self.forget_upstream(&c.random, &up);
                 drop(up);
                 c.interest[UPSTREAM] = None;
                 self.connect(c, hello, addrs, next)
@@ -1017,7 +1047,7 @@ impl<R: Resolver> Worker<R> {
             return false;
         };
         c.out.count_relay(&c2u, &u2c);
-        self.forget(&up);
+        self.forget_upstream(&c.random, &up);
         drop(up);
         c.state = State::Lingering {
             read: 0,
@@ -1098,6 +1128,19 @@ fn warn_own_upstream(target: SocketAddr, listener: SocketAddr) {
     }
 }
 
+/// Says once per process, on stderr, that one of the proxy's own upstream
+/// connections came back to its listener. The access log has each such
+/// connection (`upstream_is_this_proxy`, `UF`).
+fn warn_came_back(from: SocketAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "egressgen serve: warning: a connection this proxy made upstream came back to it (from {from}): a route or a NAT rule sends its upstream traffic to its own listener; such connections are refused (upstream_is_this_proxy)
+  help: pin the names to their real servers with --resolve NAME=IP, or exempt this proxy's own traffic from the rule (iptables: -m owner ! --uid-owner USER)"
+        );
+    }
+}
+
 /// Connects to `addr` and sends as much of `first` as the socket takes:
 /// `Some(bytes sent)` once connected, `None` while connecting.
 ///
@@ -1107,7 +1150,15 @@ fn warn_own_upstream(target: SocketAddr, listener: SocketAddr) {
 /// send fails with EAGAIN (ENOTCONN on some systems) and the loop waits for
 /// the socket to turn writable; a refused connection surfaces as the send
 /// error or in `SO_ERROR`.
-fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, Option<usize>)> {
+///
+/// The hello is entered in `sent` under `random` before it goes out (the
+/// far end of a loop may read it at once), and taken out if the dial fails.
+fn dial(
+    addr: SocketAddr,
+    first: &[u8],
+    sent: &Sent,
+    random: &[u8; 32],
+) -> io::Result<(TcpStream, Option<usize>)> {
     let socket = super::listen::tcp_socket(addr)?;
     socket.set_tcp_nodelay(true)?;
     match socket.connect(&addr.into()) {
@@ -1116,6 +1167,7 @@ fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, Option<usize>)
         Err(e) => return Err(e),
     }
     let stream = TcpStream::from(socket);
+    sent.insert(random, stream.as_raw_fd());
     // std's TcpStream sends with MSG_NOSIGNAL.
     match (&stream).write(first) {
         Ok(n) => Ok((stream, Some(n))),
@@ -1125,7 +1177,10 @@ fn dial(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, Option<usize>)
         {
             Ok((stream, None))
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            sent.remove(random, stream.as_raw_fd());
+            Err(e)
+        }
     }
 }
 
