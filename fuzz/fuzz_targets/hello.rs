@@ -2,7 +2,7 @@
 //!
 //! Checks more than "no panic": the answer is consistent with the codec's
 //! contract, and re-framing a hello into other record sizes never changes
-//! the name read from it.
+//! the name or the random read from it.
 #![no_main]
 
 use egressgen::serve::hello::{self, Parsed, build};
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         Parsed::Invalid(_) => {}
         Parsed::Hello(h) => {
             assert!(h.len <= data.len() && h.records >= 1);
-            let sni = h.sni.map(|s| s.into_owned());
+            let (random, sni) = (h.random, h.sni.map(|s| s.into_owned()));
             // The same handshake in 1-byte and 100-byte records: same answer.
             for chunk in [1, 100] {
                 let Some(wire) = build::refragment(data, chunk) else {
@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 match hello::parse(&wire) {
                     Parsed::Hello(again) => {
+                        assert_eq!(again.random, random);
                         assert_eq!(again.sni.map(|s| s.into_owned()), sni)
                     }
                     other => panic!("re-framed hello parsed as {other:?}"),
