@@ -1120,12 +1120,12 @@ fn relay_step(
 /// connection (`upstream_is_this_proxy`, `UF`).
 fn warn_own_upstream(target: SocketAddr, listener: SocketAddr) {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        eprintln!(
-            "egressgen serve: warning: a name resolved to {target}, this proxy's own listener {listener}; such connections are refused (upstream_is_this_proxy)
+    warn_once(&WARNED, || {
+        format!(
+            "a name resolved to {target}, this proxy's own listener {listener}; such connections are refused (upstream_is_this_proxy)
   help: pin the names to their real servers with --resolve NAME=IP, or listen on another port"
-        );
-    }
+        )
+    });
 }
 
 /// Says once per process, on stderr, that one of the proxy's own upstream
@@ -1133,11 +1133,18 @@ fn warn_own_upstream(target: SocketAddr, listener: SocketAddr) {
 /// connection (`upstream_is_this_proxy`, `UF`).
 fn warn_came_back(from: SocketAddr) {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        eprintln!(
-            "egressgen serve: warning: a connection this proxy made upstream came back to it (from {from}): a route or a NAT rule sends its upstream traffic to its own listener; such connections are refused (upstream_is_this_proxy)
+    warn_once(&WARNED, || {
+        format!(
+            "a connection this proxy made upstream came back to it (from {from}): a route or a NAT rule sends its upstream traffic to its own listener; such connections are refused (upstream_is_this_proxy)
   help: pin the names to their real servers with --resolve NAME=IP, or exempt this proxy's own traffic from the rule (iptables: -m owner ! --uid-owner USER)"
-        );
+        )
+    });
+}
+
+/// Prints `message` as a warning on stderr the first time `warned` is set.
+fn warn_once(warned: &AtomicBool, message: impl FnOnce() -> String) {
+    if !warned.swap(true, Ordering::Relaxed) {
+        eprintln!("egressgen serve: warning: {}", message());
     }
 }
 
