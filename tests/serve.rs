@@ -911,19 +911,24 @@ fn signal(child: &Child, sig: &str) {
 /// returns its stderr. Bounded: a proxy that starts serving instead is
 /// killed and the test fails rather than hangs.
 fn serve_refused(args: &[&str]) -> String {
-    let mut child = serve_child(args);
+    refused(serve_child(args), &format!("{args:?}"))
+}
+
+/// Waits for a started proxy that must exit 2 before serving anything;
+/// returns its stderr.
+fn refused(mut child: Child, args: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("{args:?}: still running; it should have exited 2");
+            panic!("{args}: still running; it should have exited 2");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert!(!err.contains("listening on"), "{args:?}: {err}");
+    assert_eq!(out.status.code(), Some(2), "{args}: {err}");
+    assert!(!err.contains("listening on"), "{args}: {err}");
     err
 }
 
@@ -1370,6 +1375,113 @@ async fn sched_batch_applies_to_the_worker_threads() {
         );
         signal(&child, "-TERM");
         assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+}
+
+/// A sandbox that refuses `sched_setscheduler` (here a seccomp filter, as a
+/// container's profile may) makes `--sched batch` exit 2 with the reason,
+/// before the proxy says it is listening. The same sandbox leaves the
+/// default policy serving, so it is the flag that is refused.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sched_batch_refused_by_a_sandbox_exits_2_before_listening() {
+    let pin = format!("*={}", tls_backend().await);
+    let args = |extra: &[&'static str]| {
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--allow",
+            "*.test.local",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--resolve", &pin, "--workers", "2"])
+        .args(extra);
+        refuse_syscall(&mut cmd, libc::SYS_sched_setscheduler);
+        piped(cmd)
+    };
+    let err = refused(args(&["--sched", "batch"]), "--sched batch, sandboxed");
+    assert!(
+        err.contains("cannot put a worker thread under SCHED_BATCH")
+            && err.contains("Operation not permitted")
+            && err.contains("help:"),
+        "{err}"
+    );
+
+    let (mut child, addr, _stderr) = started(args(&[]));
+    assert_eq!(
+        tls_echo(addr, "sandboxed.test.local", b"through")
+            .await
+            .unwrap(),
+        b"through"
+    );
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// Makes `cmd`'s process, once started, fail system call `nr` with EPERM
+/// (a seccomp filter, inherited by every thread it starts).
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn refuse_syscall(cmd: &mut Command, nr: libc::c_long) {
+    use std::os::unix::process::CommandExt;
+    // AUDIT_ARCH_X86_64, AUDIT_ARCH_AARCH64 (linux/audit.h).
+    const ARCH: u32 = if cfg!(target_arch = "x86_64") {
+        0xc000_003e
+    } else {
+        0xc000_00b7
+    };
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        // struct seccomp_data: nr at offset 0, arch at 4.
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, ARCH, 1, 0),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_KILL_PROCESS,
+            0,
+            0,
+        ),
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr as u32, 0, 1),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            0,
+            0,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    // SAFETY: between fork and exec only async-signal-safe calls (two
+    // prctl) run; `filter` is copied into the child with the rest of the
+    // address space and outlives the calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -346,33 +346,16 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         .map(|(l, port)| Ok((l.local_addr()?, *port)))
         .collect::<std::io::Result<Vec<_>>>()?;
     refuse_loops(&pinned, &listening)?;
-    let mut err = std::io::stderr().lock();
-    // Scripts wait for these lines and parse the address: keep them bare.
-    let mut bound = Vec::new();
-    for (l, port) in &sockets[0] {
-        let addr = l.local_addr()?;
-        writeln!(err, "egressgen serve: listening on {addr}")?;
-        bound.push(format!("{port} ({addr})"));
-    }
-    let upstream = if ports.iter().all(|&p| p == ports[0]) {
-        format!("upstream port {}", ports[0])
-    } else {
-        format!("upstream ports {}", bound.join(", "))
-    };
-    writeln!(
-        err,
-        "egressgen serve: {} allowlist entr{}{}; {upstream}",
-        entries,
-        if entries == 1 { "y" } else { "ies" },
-        if learn {
-            ", learn mode: forwarding every name"
-        } else {
-            ""
-        },
-    )?;
-    drop(err);
+    // Printed once every worker is set up, so a script that waits for
+    // "listening on" never sees it from a proxy that then exits.
+    let banner = banner(&listening, entries, learn);
     let drained = main_rt
-        .block_on(proxy::serve_workers(proxy.clone(), sockets, shutdown))
+        .block_on(proxy::serve_workers(
+            proxy.clone(),
+            sockets,
+            || std::io::stderr().lock().write_all(banner.as_bytes()),
+            shutdown,
+        ))
         .context("cannot start the workers")?;
     // Dropping the runtime would wait for DNS lookups still running on its
     // blocking pool (getaddrinfo cannot be cancelled, and a dead name server
@@ -456,6 +439,37 @@ fn raise_fd_limit() -> Option<u64> {
     // `rlim_t` is u64 on Linux and macOS, i64 on FreeBSD.
     #[allow(clippy::useless_conversion)]
     u64::try_from(r.rlim_cur).ok()
+}
+
+/// The lines printed once serving starts. Scripts wait for "listening on"
+/// and parse the address: keep them bare.
+fn banner(listening: &[(SocketAddr, u16)], entries: usize, learn: bool) -> String {
+    let mut out = String::new();
+    for (addr, _) in listening {
+        out.push_str(&format!("egressgen serve: listening on {addr}\n"));
+    }
+    let upstream = match listening {
+        [(_, first), rest @ ..] if rest.iter().all(|(_, p)| p == first) => {
+            format!("upstream port {first}")
+        }
+        _ => {
+            let each: Vec<String> = listening
+                .iter()
+                .map(|(addr, port)| format!("{port} ({addr})"))
+                .collect();
+            format!("upstream ports {}", each.join(", "))
+        }
+    };
+    out.push_str(&format!(
+        "egressgen serve: {entries} allowlist entr{}{}; {upstream}\n",
+        if entries == 1 { "y" } else { "ies" },
+        if learn {
+            ", learn mode: forwarding every name"
+        } else {
+            ""
+        },
+    ));
+    out
 }
 
 /// A future that completes on SIGINT or SIGTERM.

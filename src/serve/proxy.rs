@@ -111,7 +111,7 @@ pub async fn serve<R: Resolver>(
             Err(e) => eprintln!("egressgen serve: cannot take over a listener: {e}"),
         }
     }
-    match serve_workers(proxy, vec![worker], shutdown).await {
+    match serve_workers(proxy, vec![worker], || Ok(()), shutdown).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("egressgen serve: cannot start: {e}");
@@ -128,10 +128,13 @@ pub async fn serve<R: Resolver>(
 /// run on the calling tokio runtime.
 ///
 /// Everything that can fail (the pollers, registering the listeners, each
-/// thread's scheduling policy) is done before the first worker starts.
+/// thread's scheduling policy) is done before the first worker starts;
+/// then `on_ready` runs (the caller's "listening on" lines), and the workers
+/// start serving only if it succeeds.
 pub async fn serve_workers<R: Resolver>(
     proxy: Arc<Proxy<R>>,
     workers: Vec<Vec<(std::net::TcpListener, u16)>>,
+    on_ready: impl FnOnce() -> io::Result<()>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<Drained> {
     let open = Arc::new(AtomicUsize::new(0));
@@ -178,6 +181,7 @@ pub async fn serve_workers<R: Resolver>(
         // Dropping the `go` senders ends the threads that were waiting.
         return Err(e);
     }
+    on_ready()?;
     let mut running: Vec<(Arc<Inbox>, _)> = Vec::new();
     for (inbox, rx, go) in started {
         let _ = go.send(());

@@ -30,7 +30,16 @@ impl Sched {
     pub fn apply(self) -> io::Result<()> {
         match self {
             Sched::Normal => Ok(()),
-            Sched::Batch => batch(),
+            Sched::Batch => batch().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "--sched batch: cannot put a worker thread under SCHED_BATCH: {e}\n  \
+                         help: leave the flag out, or let the proxy call sched_setscheduler \
+                         (a seccomp profile or container policy refuses it)"
+                    ),
+                )
+            }),
         }
     }
 }
