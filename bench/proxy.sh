@@ -313,6 +313,30 @@ for peer in $PEERS; do
   wait_listening "$peer"
 done
 
+# ---------------------------------------------------------------- sanity: one CPU share
+# With autogroup scheduling (kernel.sched_autogroup_enabled=1, the default of most distributions),
+# every session gets its own share of the CPUs: a proxy that has left the bench's session (setsid,
+# a daemonising fork) would get as much CPU as the client, the backend and every other peer
+# together. By hand, that changed egressgen's connection rate 3 times, and its order against
+# sniproxy (BENCHMARKS.md, serve finding 22). So every process on a bench port must share the
+# bench's group.
+same_group() {
+  [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 ]] || return 0
+  local mine name pid group
+  mine=$(cat /proc/$$/autogroup 2>/dev/null) || return 0
+  for name in backend $PEERS; do
+    [[ $name == direct ]] && continue
+    for pid in $(ss -ltnpH "sport = :${PORT[$name]}" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+      group=$(cat "/proc/$pid/autogroup" 2>/dev/null) || continue
+      if [[ ${group%% *} != "${mine%% *}" ]]; then
+        log "$name (pid $pid) runs in scheduler group ${group%% *}, the bench in ${mine%% *}: the CPU would not be shared fairly; start it in the foreground of the bench"
+        exit 2
+      fi
+    done
+  done
+}
+same_group
+
 # ---------------------------------------------------------------- sanity: same allowlist
 # Every peer must serve the allowed name and refuse another one; a peer that does not is left
 # out rather than measured.
@@ -480,6 +504,7 @@ run_latency() { # round, peer
   echo "sniproxy: $(dpkg-query -W -f '${Version}' sniproxy 2>/dev/null)"
   echo "wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null), curl: $(curl --version | head -1 | cut -d' ' -f2), openssl: $(openssl version | cut -d' ' -f2)"
   echo "descriptor limit: $NOFILE"
+  echo "autogroup scheduling: $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a) (every peer, the backend and the clients in one group)"
   [[ " $PEERS " == *" egressgen-alt "* ]] && echo "egressgen-alt: $EG_ALT_BIN ${EG_ALT_EXTRA:-}"
 } >"$OUT/machine.txt"
 
