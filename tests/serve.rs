@@ -1471,10 +1471,12 @@ fn refuse_syscall(cmd: &mut Command, nr: libc::c_long) {
                 len: filter.len() as u16,
                 filter: filter.as_ptr() as *mut libc::sock_filter,
             };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            // prctl reads its arguments as unsigned longs.
+            let (one, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, one, zero, zero, zero) != 0
                 || libc::prctl(
                     libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
                     &prog as *const libc::sock_fprog,
                 ) != 0
             {

@@ -36,7 +36,7 @@ impl Sched {
                     format!(
                         "--sched batch: cannot put a worker thread under SCHED_BATCH: {e}\n  \
                          help: leave the flag out, or let the proxy call sched_setscheduler \
-                         (a seccomp profile or container policy refuses it)"
+                         (a seccomp profile or container policy may refuse it)"
                     ),
                 )
             }),
