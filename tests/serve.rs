@@ -1307,6 +1307,14 @@ fn bad_flags_exit_2_before_serving() {
             "needs a unit",
         ),
         (
+            &["--allow", "a.com", "--idle-timeout", "0s"],
+            "`0s` would end every connection at once",
+        ),
+        (
+            &["--allow", "a.com", "--connect-timeout", "0ms"],
+            "give a duration above zero",
+        ),
+        (
             &["--allow", "a.com", "--resolve", "a.com=nowhere"],
             "is not IP or IP:PORT",
         ),

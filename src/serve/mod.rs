@@ -67,18 +67,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     pub upstream_port: Option<u16>,
     /// Longest wait for a complete ClientHello.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     pub hello_timeout: Duration,
     /// Longest wait to resolve and connect upstream.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
-    /// Close a connection after this long with no byte either way (Envoy's default is 1h).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    /// Close a connection after this long with no byte either way (Envoy's default is 1h;
+    /// Envoy's `0s` turns the timeout off, which serve does not do: every wait is bounded).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
     pub idle_timeout: Duration,
     /// Most connections open at once; more are closed at once and logged `UO`.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
-    /// On SIGINT/SIGTERM, how long open connections may take to finish.
+    /// On SIGINT/SIGTERM, how long open connections may take to finish (`0s`: close them at once).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Pin names to an address, like curl's --resolve (repeatable):
@@ -243,6 +244,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A timeout: a duration above zero. Zero would end every connection at
+/// once; unlike Envoy's `0s` (no timeout), serve bounds every wait.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{} would end every connection at once; give a duration above zero \
+             (every wait is bounded, so there is no \"off\": for a long wait give e.g. `24h`)",
+            quoted(s)
+        ));
+    }
+    Ok(d)
+}
+
 /// Refuses a `--resolve` pin that sends connections to one of the proxy's
 /// own listeners (`listening`: each address with its upstream port); see
 /// [`listen::Own`].
@@ -272,7 +287,7 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         upstream_port: ports[0],
         hello_timeout: args.hello_timeout,
         connect_timeout: args.connect_timeout,
-        idle_timeout: args.idle_timeout.max(Duration::from_millis(1)),
+        idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         drain_timeout: args.drain_timeout,
         learn: args.learn,
@@ -499,6 +514,9 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("2").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_timeout("0ms").unwrap_err().contains("above zero"));
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999h").unwrap_err().contains("year"));
     }
