@@ -31,9 +31,47 @@ fn clean_manifest_exits_0_with_a_summary_on_stderr() {
     lint([&fixture("clean_rendered.yaml")])
         .code(0)
         .stdout("")
-        .stderr(predicate::str::starts_with(
-            "All checks passed: 12 resources in 1 file.",
-        ));
+        .stderr("All checks passed: 12 resources in 1 file.\n");
+}
+
+/// A pass that checked no egress wiring says so: in CI, a lint step
+/// pointed at the wrong files must not read like a clean bill.
+#[test]
+fn input_without_istio_resources_passes_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let cm = dir.path().join("configmap.yaml");
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    )
+    .unwrap();
+    lint([&cm]).code(0).stdout("").stderr(
+        "All checks passed: 1 resource in 1 file.\n\
+         note: no Istio resources in the input, so no egress wiring was checked\n  \
+         help: point lint at the rendered manifests (Gateway, VirtualService, ServiceEntry, \
+         DestinationRule, EnvoyFilter)\n",
+    );
+
+    // egressgen's own config, passed by mistake: named, with the two ways
+    // to lint it.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/egress.yaml");
+    lint([&example])
+        .code(0)
+        .stderr(predicate::str::contains(
+            "egress.yaml:5:1: an egressgen config (kind: EgressGateway), not a manifest; it is not linted",
+        ))
+        .stderr(predicate::str::contains(
+            "egress.yaml | egressgen lint -`), or check manifests against it",
+        ))
+        .stderr(predicate::str::contains("note: no Istio resources"));
+
+    // Next to a manifest, the config is still pointed out; the wiring was
+    // checked, so no second note.
+    let clean = fixture("clean_rendered.yaml");
+    lint([clean.as_str(), example.to_str().unwrap()])
+        .code(0)
+        .stderr(predicate::str::contains("an egressgen config"))
+        .stderr(predicate::str::contains("no Istio resources").not());
 }
 
 #[test]

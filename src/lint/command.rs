@@ -75,6 +75,9 @@ pub fn print(report: &Report, format: Format, deny_warnings: bool) -> u8 {
         let _ = crate::output::print(&out);
     }
     let _ = writeln!(err, "{}", report.summary());
+    for note in report.notes() {
+        let _ = writeln!(err, "{note}");
+    }
     report.exit_code(deny_warnings)
 }
 

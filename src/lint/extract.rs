@@ -69,7 +69,7 @@ impl Resource {
         }
     }
 
-    fn is_istio(&self) -> bool {
+    pub fn is_istio(&self) -> bool {
         self.api_version
             .split('/')
             .next()
@@ -215,6 +215,9 @@ pub struct Model {
     /// For each valid host key, a bit per place that holds it
     /// ([`Place::bit`]).
     pub host_places: HashMap<String, u8>,
+    /// egressgen's own configs (`kind: EgressGateway`) met in the input:
+    /// source and position. Not manifests, so not linted.
+    pub configs: Vec<(usize, Pos)>,
 }
 
 impl Model {
@@ -292,6 +295,10 @@ impl Model {
         let (Some(api_version), Some(kind)) = (text("apiVersion"), text("kind")) else {
             return;
         };
+        if api_version.starts_with("egressgen.io/") && kind == "EgressGateway" {
+            self.configs.push((source, node.at));
+            return;
+        }
         let meta = node.get("metadata");
         let meta_text = |k: &str| {
             meta.and_then(|m| m.get(k))

@@ -96,6 +96,10 @@ pub struct Report {
     pub files: usize,
     /// Istio and Kubernetes objects that were linted.
     pub resources: usize,
+    /// How many of them are Istio's.
+    pub istio_resources: usize,
+    /// egressgen configs found among the manifests: file, and `file:line:col`.
+    pub configs: Vec<(String, String)>,
 }
 
 impl Report {
@@ -120,6 +124,37 @@ impl Report {
         } else {
             crate::cli::exit::OK
         }
+    }
+
+    /// Notes printed after the summary when the input may not be what the
+    /// user meant to check: a clean run that saw no egress wiring at all
+    /// must not look like a pass in CI.
+    pub fn notes(&self) -> Vec<String> {
+        if !self.input_errors.is_empty() {
+            return Vec::new();
+        }
+        let mut notes: Vec<String> = self
+            .configs
+            .iter()
+            .map(|(file, at)| {
+                let file = crate::escape::escaped(file);
+                format!(
+                    "note: {}: an egressgen config (kind: EgressGateway), not a manifest; it is not linted\n  \
+                     help: lint what it renders (`egressgen render -c {file} | egressgen lint -`), \
+                     or check manifests against it (`egressgen lint --config {file} MANIFESTS`)",
+                    crate::escape::escaped(at)
+                )
+            })
+            .collect();
+        if self.istio_resources == 0 {
+            notes.push(
+                "note: no Istio resources in the input, so no egress wiring was checked\n  \
+                 help: point lint at the rendered manifests (Gateway, VirtualService, \
+                 ServiceEntry, DestinationRule, EnvoyFilter)"
+                    .to_string(),
+            );
+        }
+        notes
     }
 
     /// The one-line summary printed on stderr.
@@ -167,6 +202,16 @@ pub fn run(sources: &[Source], opts: &Options) -> Report {
     let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
     let model = extract::Model::new(&names, docs);
     report.resources = model.resources.len();
+    report.istio_resources = model.resources.iter().filter(|r| r.is_istio()).count();
+    report.configs = model
+        .configs
+        .iter()
+        .map(|(source, at)| {
+            let file = names[*source].to_string();
+            let loc = format!("{file}:{}:{}", at.line, at.column);
+            (file, loc)
+        })
+        .collect();
     let mut ctx = rules::Ctx::new(&model, opts);
     for rule in rules::RULES {
         if opts
