@@ -98,8 +98,8 @@ pub struct Report {
     pub resources: usize,
     /// How many of them are Istio's.
     pub istio_resources: usize,
-    /// egressgen configs found among the manifests: file, and `file:line:col`.
-    pub configs: Vec<(String, String)>,
+    /// egressgen configs found among the manifests: file and position.
+    pub configs: Vec<(String, load::Pos)>,
 }
 
 impl Report {
@@ -139,10 +139,10 @@ impl Report {
             .map(|(file, at)| {
                 let file = crate::escape::escaped(file);
                 format!(
-                    "note: {}: an egressgen config (kind: EgressGateway), not a manifest; it is not linted\n  \
+                    "note: {file}:{}:{}: an egressgen config (kind: EgressGateway), not a manifest; it is not linted\n  \
                      help: lint what it renders (`egressgen render -c {file} | egressgen lint -`), \
                      or check manifests against it (`egressgen lint --config {file} MANIFESTS`)",
-                    crate::escape::escaped(at)
+                    at.line, at.column
                 )
             })
             .collect();
@@ -206,11 +206,7 @@ pub fn run(sources: &[Source], opts: &Options) -> Report {
     report.configs = model
         .configs
         .iter()
-        .map(|(source, at)| {
-            let file = names[*source].to_string();
-            let loc = format!("{file}:{}:{}", at.line, at.column);
-            (file, loc)
-        })
+        .map(|&(source, at)| (names[source].to_string(), at))
         .collect();
     let mut ctx = rules::Ctx::new(&model, opts);
     for rule in rules::RULES {
