@@ -142,7 +142,7 @@ pub struct LintArgs {
     #[arg(long)]
     pub deny_warnings: bool,
     /// How stdin (`-`) is named in findings.
-    #[arg(long, value_name = "NAME", default_value = "<stdin>",
+    #[arg(long, value_name = "NAME", default_value = crate::lint::load::STDIN_NAME,
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub stdin_filename: String,
     /// Print the documentation of one code (e.g. EG001) and exit.

@@ -1083,7 +1083,7 @@ fn plan(
 pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
     use std::io::Write;
     let sources = match load::Filter::new(&[], &[])
-        .and_then(|f| load::read_paths(&args.paths, &f, "<stdin>"))
+        .and_then(|f| load::read_paths(&args.paths, &f, load::STDIN_NAME))
     {
         Ok(s) => s,
         Err(e) => {

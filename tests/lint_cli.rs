@@ -65,6 +65,19 @@ fn input_without_istio_resources_passes_with_a_note() {
         ))
         .stderr(predicate::str::contains("note: no Istio resources"));
 
+    // From stdin there is no path to give back to render.
+    egressgen()
+        .args(["lint", "-"])
+        .write_stdin(std::fs::read(&example).unwrap())
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "note: <stdin>:5:1: an egressgen config",
+        ))
+        .stderr(predicate::str::contains(
+            "(`egressgen render -c FILE | egressgen lint -`)",
+        ));
+
     // Next to a manifest, the config is still pointed out; the wiring was
     // checked, so no second note.
     let clean = fixture("clean_rendered.yaml");

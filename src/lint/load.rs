@@ -26,6 +26,9 @@ use crate::escape::quoted;
 
 /// Largest input accepted, per file and for stdin.
 pub const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How stdin (`-`) is named unless `--stdin-filename` says otherwise.
+pub const STDIN_NAME: &str = "<stdin>";
 /// Deepest nesting of mappings and sequences accepted. Kubernetes objects
 /// are a few dozen levels deep at most.
 pub const MAX_DEPTH: usize = 256;

@@ -137,11 +137,17 @@ impl Report {
             .configs
             .iter()
             .map(|(file, at)| {
-                let file = crate::escape::escaped(file);
+                let shown = crate::escape::escaped(file);
+                // Stdin has no path to pass back to render.
+                let path = if file == load::STDIN_NAME {
+                    "FILE".to_string()
+                } else {
+                    shown.clone()
+                };
                 format!(
-                    "note: {file}:{}:{}: an egressgen config (kind: EgressGateway), not a manifest; it is not linted\n  \
-                     help: lint what it renders (`egressgen render -c {file} | egressgen lint -`), \
-                     or check manifests against it (`egressgen lint --config {file} MANIFESTS`)",
+                    "note: {shown}:{}:{}: an egressgen config (kind: EgressGateway), not a manifest; it is not linted\n  \
+                     help: lint what it renders (`egressgen render -c {path} | egressgen lint -`), \
+                     or check manifests against it (`egressgen lint --config {path} MANIFESTS`)",
                     at.line, at.column
                 )
             })
