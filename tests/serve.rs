@@ -1187,6 +1187,114 @@ kill -TERM $pid; wait $pid; echo "exit=$?"
     assert!(stderr.contains("help: pin the names"), "{stderr}");
 }
 
+/// The README's recipe for sending a whole application through the proxy:
+/// an nftables `redirect` of outgoing port 443 to the proxy, which runs as
+/// its own user so that its own upstream connections are exempt. Run for
+/// real in a private network namespace, with curl as the application and
+/// `openssl s_server` as the destination:
+/// - with the exemption, curl gets the server's page through the proxy;
+/// - without it, the proxy's upstream connection is redirected back to
+///   itself: its own hello is known and refused, once, with a warning that
+///   says how to exempt it, where it would otherwise chain until
+///   --max-connections.
+#[test]
+fn a_nat_redirect_sends_an_app_through_and_a_loop_back_is_refused() {
+    if !can_unshare("--net") {
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but `nft` is missing: install nftables (.ci/run does)"
+        );
+        eprintln!("skipped: needs nft (Debian package nftables)");
+        return;
+    }
+    // $1 egressgen, $2 its stderr (the access log too), $3 a folder for the
+    // certificate, $4 the nft rule's match, empty for no exemption.
+    let script = r#"
+set -u
+ip link set lo up && ip addr add 10.99.0.1/32 dev lo || exit 97
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=app.test \
+  -keyout "$3/key.pem" -out "$3/cert.pem" -days 1 2>/dev/null || exit 96
+openssl s_server -accept 10.99.0.1:443 -cert "$3/cert.pem" -key "$3/key.pem" -www -quiet \
+  >/dev/null 2>&1 </dev/null &
+server=$!
+nft add table ip eg && nft add chain ip eg out '{ type nat hook output priority -100; }' &&
+  nft add rule ip eg out $4 tcp dport 443 redirect to :18999 || exit 95
+setpriv --reuid=65534 --regid=65534 --clear-groups "$1" serve --listen 127.0.0.1:18999 \
+  --allow app.test --resolve app.test=10.99.0.1 --max-connections 40 2>"$2" &
+pid=$!
+i=0
+until grep -q "listening on" "$2" 2>/dev/null && ss -ltn | grep -q '10.99.0.1:443 '; do
+  i=$((i + 1)); [ $i -gt 200 ] && exit 98; sleep 0.05
+done
+curl -sk --max-time 10 https://app.test/ --resolve app.test:443:10.99.0.1 -o "$3/page" -w 'http=%{http_code} '
+echo "curl=$?"
+kill -TERM $pid; wait $pid; echo "exit=$?"
+kill $server
+"#;
+    let run = |exempt: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let err = dir.path().join("stderr");
+        let out = Command::new("unshare")
+            .args(["--net", "sh", "-c", script, "sh"])
+            .arg(assert_cmd::cargo::cargo_bin!("egressgen"))
+            .arg(&err)
+            .arg(dir.path())
+            .arg(exempt)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        let page = std::fs::read_to_string(dir.path().join("page")).unwrap_or_default();
+        let context = format!(
+            "{stdout}\n{}\n{stderr}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (stdout, stderr, page, context)
+    };
+
+    // The proxy runs as uid 65534 (nobody); its own traffic is exempt.
+    let (stdout, stderr, page, context) = run("meta skuid != 65534");
+    assert!(
+        stdout.contains("http=200 curl=0") && stdout.contains("exit=0"),
+        "{context}"
+    );
+    // s_server -www answers with its TLS session's details.
+    assert!(page.contains("s_server"), "{page}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("sni=")).collect();
+    assert_eq!(lines.len(), 1, "{context}");
+    assert!(
+        lines[0].contains("decision=allowed")
+            && lines[0].contains("upstream=10.99.0.1:443")
+            && lines[0].ends_with("flags=-"),
+        "{context}"
+    );
+    assert!(!stderr.contains("warning"), "{context}");
+
+    // No exemption: the proxy's dial to 10.99.0.1:443 comes back to it.
+    let (stdout, stderr, _, context) = run("");
+    // curl exit 35: the TLS handshake failed (the alert, relayed).
+    assert!(
+        stdout.contains("curl=35") && stdout.contains("exit=0"),
+        "{context}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("sni=")).collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line per connection, no loop: {context}"
+    );
+    // Logged as each ends: the refused inner one often first.
+    let refused = |l: &&&str| {
+        l.contains("decision=denied reason=upstream_is_this_proxy") && l.ends_with("flags=UF")
+    };
+    assert_eq!(lines.iter().filter(refused).count(), 1, "{context}");
+    assert_eq!(stderr.matches("came back to it").count(), 1, "{context}");
+    assert!(stderr.contains("! --uid-owner USER"), "{context}");
+}
+
 #[tokio::test]
 async fn drain_deadline_closes_stragglers_and_exits_0() {
     let (mut child, addr, log) = spawn_with_backend(&["--drain-timeout", "300ms"]).await;
