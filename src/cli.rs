@@ -21,6 +21,9 @@ pub mod exit {
     pub const FINDINGS: u8 = 1;
     /// Bad input or usage.
     pub const USAGE: u8 = 2;
+    /// A bug: `serve` stopped because a worker thread panicked (the code
+    /// Rust gives a process that panics).
+    pub const BUG: u8 = 101;
 }
 
 #[derive(Debug, Parser)]

@@ -1325,6 +1325,65 @@ async fn drain_deadline_closes_stragglers_and_exits_0() {
     );
 }
 
+/// A resolver with a bug: it panics, on the worker thread that asks it.
+struct PanickingResolver;
+
+impl egressgen::serve::resolve::Resolver for PanickingResolver {
+    async fn resolve(
+        &self,
+        host: &str,
+        _: u16,
+    ) -> std::io::Result<egressgen::serve::resolve::Addrs> {
+        panic!("test resolver panics on {host}")
+    }
+    fn try_resolve(
+        &self,
+        host: &str,
+        _: u16,
+    ) -> Option<std::io::Result<egressgen::serve::resolve::Addrs>> {
+        panic!("test resolver panics on {host}")
+    }
+}
+
+/// A worker that panics (a bug) stops the proxy, without waiting for a
+/// signal, and says so: serving on without it would leave its connections
+/// counted against --max-connections for good. The listener is closed, so
+/// a client is refused rather than left waiting in a backlog nobody
+/// accepts from.
+#[tokio::test]
+async fn a_worker_that_panics_stops_the_proxy() {
+    let (allowlist, _) = Allowlist::parse(["*.test.local"]).unwrap();
+    let proxy = Arc::new(Proxy {
+        allowlist,
+        resolver: PanickingResolver,
+        settings: defaults(),
+        log: AccessLog::new(Box::new(Sink::default()), Format::Text, true),
+        learned: Default::default(),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(proxy::serve(proxy, vec![listener], std::future::pending()));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&hello_for(b"boom.test.local")).await.unwrap();
+    let drained = tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the proxy kept running after its worker panicked")
+        .unwrap();
+    assert_eq!(
+        drained,
+        proxy::Drained {
+            cut: 0,
+            panicked: true
+        }
+    );
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+        .await
+        .expect("the client's connection was left open");
+    let again = TcpStream::connect(addr).await;
+    assert!(again.is_err(), "the listener still accepts");
+}
+
 /// A connection cut by the drain deadline while its hello is incomplete is
 /// logged with the bytes it did send, as one cut by the hello timeout is.
 #[tokio::test]
@@ -1340,7 +1399,13 @@ async fn a_partial_hello_cut_by_the_drain_logs_its_bytes() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = p.log.clone();
-    assert_eq!(p.stop().await, proxy::Drained { cut: 1 });
+    assert_eq!(
+        p.stop().await,
+        proxy::Drained {
+            cut: 1,
+            panicked: false
+        }
+    );
     let line = log.lines(1).await.remove(0);
     assert!(
         line.contains("reason=drain_timeout") && line.contains("bytes_received=10 "),

@@ -388,6 +388,13 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         let _ = crate::output::print(&proxy.learned.report());
     }
     let _ = proxy.log.flush();
+    if drained.panicked {
+        eprintln!(
+            "error: a worker thread panicked, which is a bug in egressgen; the proxy stopped and drained the other workers' connections
+  help: please report it, with the panic message above"
+        );
+        return Ok(exit::BUG);
+    }
     Ok(exit::OK)
 }
 

@@ -92,6 +92,10 @@ pub struct Proxy<R> {
 pub struct Drained {
     /// Connections still open when the drain deadline passed.
     pub cut: usize,
+    /// A worker thread panicked (a bug), which stopped the proxy: the
+    /// other workers drained as on `shutdown`. The panic's own message went
+    /// to stderr.
+    pub panicked: bool,
 }
 
 /// Serves on `listeners`, on one worker thread, until `shutdown` completes,
@@ -115,7 +119,10 @@ pub async fn serve<R: Resolver>(
         Ok(d) => d,
         Err(e) => {
             eprintln!("egressgen serve: cannot start: {e}");
-            Drained { cut: 0 }
+            Drained {
+                cut: 0,
+                panicked: false,
+            }
         }
     }
 }
@@ -131,6 +138,10 @@ pub async fn serve<R: Resolver>(
 /// thread's scheduling policy) is done before the first worker starts;
 /// then `on_ready` runs (the caller's "listening on" lines), and the workers
 /// start serving only if it succeeds.
+///
+/// A worker that panics stops the proxy, as `shutdown` would, and
+/// [`Drained::panicked`] says so. Serving on without it would strand its
+/// connections' share of `max_connections` for good.
 pub async fn serve_workers<R: Resolver>(
     proxy: Arc<Proxy<R>>,
     workers: Vec<Vec<(std::net::TcpListener, u16)>>,
@@ -140,6 +151,7 @@ pub async fn serve_workers<R: Resolver>(
     let open = Arc::new(AtomicUsize::new(0));
     let sent = Arc::new(Sent::default());
     let rt = tokio::runtime::Handle::current();
+    let (died_tx, mut died) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ready = Vec::new();
     for listeners in workers {
         ready.push(Worker::new(
@@ -160,12 +172,18 @@ pub async fn serve_workers<R: Resolver>(
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (policy_tx, policy) = std::sync::mpsc::channel();
         let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let died_tx = died_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
                 let _ = policy_tx.send(sched.apply());
                 if go_rx.recv().is_ok() {
-                    let _ = tx.send(worker.run());
+                    // The worker's state is dropped as the panic unwinds
+                    // (its sockets close); nothing of it is used after.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+                        Ok(cut) => drop(tx.send(cut)),
+                        Err(_) => drop(died_tx.send(())),
+                    }
                 }
             })
             .and_then(|_| policy.recv().unwrap_or(Ok(())));
@@ -198,7 +216,11 @@ pub async fn serve_workers<R: Resolver>(
             }
         })
     });
-    shutdown.await;
+    drop(died_tx);
+    let mut panicked = tokio::select! {
+        () = shutdown => false,
+        Some(()) = died.recv() => true,
+    };
     for (inbox, _) in &running {
         inbox.send(Msg::Stop);
     }
@@ -206,12 +228,13 @@ pub async fn serve_workers<R: Resolver>(
     for (_, done) in running {
         match done.await {
             Ok(n) => cut += n,
-            Err(_) => eprintln!("egressgen serve: a worker thread panicked"),
+            // Its sender was dropped unsent: that worker panicked.
+            Err(_) => panicked = true,
         }
     }
     if let Some(f) = flusher {
         f.abort();
     }
     let _ = proxy.log.flush();
-    Ok(Drained { cut })
+    Ok(Drained { cut, panicked })
 }
