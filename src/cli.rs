@@ -265,6 +265,24 @@ pub fn load_config(
     Ok(cfg)
 }
 
+/// The `render` command that writes what `args` render to `path`.
+fn render_to(args: &RenderArgs, path: &std::path::Path) -> String {
+    use crate::escape::shell_word;
+    let mut cmd = String::from("egressgen render");
+    let mut arg = |flag: &str, value: &str| {
+        cmd.push_str(&format!(" {flag} {}", shell_word(value)));
+    };
+    match &args.config {
+        Some(c) => arg("-c", &c.display().to_string()),
+        None => args.domains.iter().for_each(|d| arg("--domain", d)),
+    }
+    if let Some(v) = &args.istio_version {
+        arg("--istio-version", v);
+    }
+    arg("-o", &path.display().to_string());
+    cmd
+}
+
 fn cmd_render(args: RenderArgs) -> Result<u8> {
     let overrides = Overrides {
         istio_version: args.istio_version.clone(),
@@ -290,9 +308,9 @@ fn cmd_render(args: RenderArgs) -> Result<u8> {
         );
         output::print(&diff)?;
         eprintln!(
-            "{} differs from the rendered manifest; re-run `egressgen render -o {}`",
+            "{} differs from the rendered manifest; to update it, run `{}`",
             path.display(),
-            path.display()
+            render_to(&args, path)
         );
         return Ok(exit::FINDINGS);
     }

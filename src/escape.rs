@@ -75,9 +75,33 @@ pub fn controls_escaped(s: &str) -> String {
     out
 }
 
+/// `s` as one word of a command we suggest: bare when it is plain, in
+/// single quotes otherwise, so it pastes back as it is. A word with a
+/// character that could act on a terminal is shown [`escaped`] instead,
+/// which is safe to print but not to paste.
+pub fn shell_word(s: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b);
+    if !s.is_empty() && s.bytes().all(plain) {
+        s.to_string()
+    } else if s.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    } else {
+        quoted(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_paste_back_as_they_are() {
+        assert_eq!(shell_word("examples/egress.yaml"), "examples/egress.yaml");
+        assert_eq!(shell_word("*.example.com"), "'*.example.com'");
+        assert_eq!(shell_word("my file's.yaml"), r"'my file'\''s.yaml'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("a\x1b[31m"), "`a\\u{1b}[31m`");
+    }
 
     #[test]
     fn control_and_unicode_are_escaped() {

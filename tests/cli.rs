@@ -319,6 +319,52 @@ fn check_passes_on_a_fresh_file_and_diffs_a_stale_one() {
         .code(2);
 }
 
+/// The command `--check` suggests for a stale file is the one that updates
+/// it: the same source and options, pasted into a shell as it is printed.
+#[test]
+fn check_suggests_the_command_that_updates_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("my egress.yaml");
+    std::fs::write(&out, "stale\n").unwrap();
+    let sources: [&[&str]; 2] = [
+        &["-c", "examples/egress.yaml"],
+        &[
+            "--domain",
+            "*.wikipedia.org",
+            "--domain",
+            "api.github.com",
+            "--istio-version",
+            "1.21",
+        ],
+    ];
+    for source in sources {
+        let check = || {
+            let mut cmd = egressgen();
+            cmd.arg("render").args(source).arg("--check").arg(&out);
+            cmd
+        };
+        let stderr = check().assert().code(1).get_output().stderr.clone();
+        let stderr = String::from_utf8(stderr).unwrap();
+        let hint = stderr
+            .split_once("to update it, run `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(cmd, _)| cmd)
+            .unwrap_or_else(|| panic!("{stderr}"));
+        assert!(hint.starts_with("egressgen render "), "{hint}");
+        let bin = assert_cmd::cargo::cargo_bin!("egressgen");
+        let status = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("{} {}", bin.display(), &hint["egressgen ".len()..]),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{hint}");
+        check().assert().success();
+        std::fs::write(&out, "stale\n").unwrap();
+    }
+}
+
 /// `schemas/egressgateway.schema.json` is generated from the Rust types;
 /// regenerate it with `cargo run -- schema > schemas/egressgateway.schema.json`.
 #[test]
