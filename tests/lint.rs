@@ -33,11 +33,9 @@ fn options_for(text: &str) -> Options {
     let name = format!("tests/lint/{}", cfg.trim());
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(&name);
     let (cfg, _) = config::load(&path, &Overrides::default()).unwrap();
-    Options {
-        config: Some(cfg),
-        config_name: name,
-        ..Options::default()
-    }
+    let mut opts = Options::default();
+    opts.config_from_file(cfg, &name);
+    opts
 }
 
 #[test]
@@ -187,14 +185,9 @@ fn rendered_manifests_lint_clean_with_and_without_config() {
             "{:#?}",
             &plain.findings[..plain.findings.len().min(5)]
         );
-        let with_config = lint::run(
-            &[src],
-            &Options {
-                config: Some(cfg),
-                config_name: "egress.yaml".into(),
-                ..Options::default()
-            },
-        );
+        let mut opts = Options::default();
+        opts.config_from_file(cfg, "egress.yaml");
+        let with_config = lint::run(&[src], &opts);
         assert!(
             with_config.findings.is_empty(),
             "{:#?}",

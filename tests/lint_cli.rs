@@ -240,6 +240,62 @@ fn file_names_in_input_errors_are_escaped() {
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
+/// The `--config` path is untrusted too, and drift findings quote it: a
+/// name with terminal escapes is shown escaped, and a plain name with a
+/// space comes back in a `render` command that pastes into a shell as it
+/// is printed and fixes the drift.
+#[test]
+fn config_paths_in_drift_findings_are_escaped_and_paste_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.yaml");
+    egressgen()
+        .args(["render", "--domain", "api.github.com", "-o"])
+        .arg(&manifest)
+        .assert()
+        .success();
+    let example = std::fs::read_to_string("examples/egress.yaml").unwrap();
+
+    let evil = dir.path().join("ev\u{1b}[31mil.yaml");
+    std::fs::write(&evil, &example).unwrap();
+    let out = lint([OsStr::new("-c"), evil.as_os_str(), manifest.as_os_str()])
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("ev\\u{1b}[31mil.yaml"), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+
+    let spaced = dir.path().join("my egress.yaml");
+    std::fs::write(&spaced, &example).unwrap();
+    let out = lint([OsStr::new("-c"), spaced.as_os_str(), manifest.as_os_str()])
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let command = out
+        .split_once("help: run `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(cmd, _)| cmd)
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        command,
+        format!("egressgen render -c '{}'", spaced.display())
+    );
+    let bin = assert_cmd::cargo::cargo_bin!("egressgen");
+    let rendered = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("{} {}", bin.display(), &command["egressgen ".len()..]),
+        ])
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{command}");
+    std::fs::write(&manifest, rendered.stdout).unwrap();
+    lint([OsStr::new("-c"), spaced.as_os_str(), manifest.as_os_str()]).code(0);
+}
+
 /// GitHub places an annotation by its file name, so the name is passed on as
 /// it is (non-ASCII, backslash), but for what could act on a terminal.
 #[test]

@@ -38,14 +38,9 @@ fn assert_lints_clean(name: &str, cfg: &Config, manifest: &str) {
         name: format!("{name} (rendered)"),
         text: manifest.to_string(),
     };
-    for opts in [
-        Options::default(),
-        Options {
-            config: Some(cfg.clone()),
-            config_name: name.to_string(),
-            ..Options::default()
-        },
-    ] {
+    let mut with_config = Options::default();
+    with_config.config_from_file(cfg.clone(), name);
+    for opts in [Options::default(), with_config] {
         let report = lint::run(std::slice::from_ref(&src), &opts);
         assert!(
             report.findings.is_empty() && report.input_errors.is_empty(),

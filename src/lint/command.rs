@@ -32,10 +32,7 @@ pub fn run(args: &LintArgs) -> Result<u8> {
     };
     if let Some(path) = &args.config {
         match config::load(path, &Overrides::default()) {
-            Ok((cfg, _notes)) => {
-                opts.config = Some(cfg);
-                opts.config_name = path.display().to_string();
-            }
+            Ok((cfg, _notes)) => opts.config_from_file(cfg, &path.display().to_string()),
             Err(e) => {
                 let _ = writeln!(err, "{e}");
                 return Ok(exit::USAGE);

@@ -36,10 +36,30 @@ pub struct Options {
     /// The source of truth (`--config`): every host list must equal its
     /// normalised domain list.
     pub config: Option<Config>,
-    /// How the config is named in messages (its path).
+    /// How the config is named in messages (its path, escaped).
     pub config_name: String,
+    /// How to regenerate the manifests from the config, for help lines: a
+    /// command in backticks, or an instruction.
+    pub regenerate: String,
     /// Codes never reported (`--ignore EG001`).
     pub ignore: Vec<String>,
+}
+
+impl Options {
+    /// Checks against `cfg`, read from the file at `path`.
+    pub fn config_from_file(&mut self, cfg: Config, path: &str) {
+        self.config = Some(cfg);
+        self.config_name = crate::escape::escaped(path);
+        self.regenerate = format!("`egressgen render -c {}`", crate::escape::shell_word(path));
+    }
+
+    /// Checks against `cfg`, given inline as a KRM functionConfig.
+    pub fn config_inline(&mut self, cfg: Config) {
+        self.config = Some(cfg);
+        self.config_name = "functionConfig".into();
+        self.regenerate =
+            "the egressgen generator function (`egressgen fn`) with this functionConfig".into();
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

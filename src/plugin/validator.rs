@@ -47,10 +47,10 @@ pub fn validate(input: &str) -> Outcome {
     });
     if let Some(fc) = fc {
         match krm::function_config(fc) {
-            Ok((cfg, _notes)) => {
-                opts.config = Some(cfg);
-                opts.config_name = file_of(fc).map_or_else(|| "functionConfig".into(), |(p, _)| p);
-            }
+            Ok((cfg, _notes)) => match file_of(fc) {
+                Some((path, _)) => opts.config_from_file(cfg, &path),
+                None => opts.config_inline(cfg),
+            },
             Err(r) => {
                 let unchanged = list.unchanged();
                 return list.finish(unchanged, &[*r]);

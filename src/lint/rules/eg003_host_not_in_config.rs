@@ -44,6 +44,7 @@ fn check(ctx: &mut Ctx) {
     };
     let model = ctx.model;
     let config = ctx.opts.config_name.clone();
+    let regenerate = ctx.opts.regenerate.clone();
     for l in &model.lists {
         for h in &l.hosts {
             let Some(key) = &h.key else {
@@ -62,7 +63,7 @@ fn check(ctx: &mut Ctx) {
                     l.place.describe()
                 ),
                 Some(format!(
-                    "remove it, or add it to spec.domains in {config} and run `egressgen render`"
+                    "remove it, or add it to spec.domains in {config} and run {regenerate}"
                 )),
             );
         }

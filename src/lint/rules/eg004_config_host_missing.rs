@@ -43,6 +43,7 @@ fn check(ctx: &mut Ctx) {
         return;
     };
     let config = ctx.opts.config_name.clone();
+    let regenerate = ctx.opts.regenerate.clone();
     let model = ctx.model;
     for place in model.present_places() {
         let Some(list) = model.lists_of(place).next() else {
@@ -63,7 +64,7 @@ fn check(ctx: &mut Ctx) {
                     place.describe()
                 ),
                 Some(format!(
-                    "run `egressgen render -c {config}` and apply the result, or add {} here",
+                    "run {regenerate} and apply the result, or add {} here",
                     quoted(&key)
                 )),
             );
