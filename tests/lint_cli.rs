@@ -245,7 +245,7 @@ fn file_names_in_input_errors_are_escaped() {
 /// space comes back in a `render` command that pastes into a shell as it
 /// is printed and fixes the drift.
 #[test]
-fn config_paths_in_drift_findings_are_escaped_and_paste_back() {
+fn file_and_config_paths_in_drift_findings_are_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("manifest.yaml");
     egressgen()
@@ -264,6 +264,27 @@ fn config_paths_in_drift_findings_are_escaped_and_paste_back() {
         .clone();
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("ev\\u{1b}[31mil.yaml"), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+
+    // A finding that points at another place in the same file (EG001:
+    // "it is in VirtualService sniHosts (FILE:LINE)") escapes it there too.
+    let drifted = dir.path().join("m\u{1b}[31m.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &drifted,
+        text.replacen("- api.github.com", "- api.gitlab.com", 1),
+    )
+    .unwrap();
+    let out = lint([drifted.as_os_str()])
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("sniHosts (") && out.contains("m\\u{1b}[31m.yaml:"),
+        "{out}"
+    );
     assert!(!out.contains('\u{1b}'), "{out:?}");
 
     let spaced = dir.path().join("my egress.yaml");

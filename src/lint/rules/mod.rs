@@ -167,9 +167,11 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    /// `file:line` of a position in resource `i`, for messages.
+    /// `file:line` of a position in resource `i`, for messages: the file
+    /// name escaped, as in the finding's own location.
     pub fn loc(&self, i: usize, at: Pos) -> String {
-        format!("{}:{}", self.model.file(self.resource(i)), at.line)
+        let file = crate::escape::escaped(self.model.file(self.resource(i)));
+        format!("{file}:{}", at.line)
     }
 
     pub fn finish(self) -> Vec<Finding> {
