@@ -814,6 +814,20 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
             ));
         }
     }
+    // The gateway's Service takes this name, and a Service name is a
+    // DNS-1035 label (Kubernetes `ValidateService`).
+    let gw = &spec.gateway.name;
+    if !gw.value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(err(
+            &gw.referenced,
+            format!(
+                "spec.gateway.name {} does not start with a letter; it names the gateway's \
+                 Service, and the API server refuses a Service name that does not",
+                quoted(&gw.value)
+            ),
+            "start the name with a letter a-z",
+        ));
+    }
     if spec.gateway.labels.value.is_empty() {
         return Err(err(
             &spec.gateway.labels.referenced,
@@ -825,6 +839,17 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
     for (k, v) in &spec.gateway.labels.value {
         if let Err(why) = check_label(k, v) {
             return Err(err(&spec.gateway.labels.referenced, why, ""));
+        }
+        if k == INJECT_LABEL {
+            return Err(err(
+                &spec.gateway.labels.referenced,
+                format!(
+                    "spec.gateway.labels sets {}, which egressgen sets to \"true\" on the \
+                     gateway pods: Istio injects the gateway's proxy through it",
+                    quoted(k)
+                ),
+                "remove it from spec.gateway.labels",
+            ));
         }
     }
     let ports = port_maps(name, &spec)?;
@@ -1347,6 +1372,10 @@ fn check_dns_label(s: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// The pod label through which Istio injects the gateway's proxy; the
+/// Deployment template sets it.
+const INJECT_LABEL: &str = "sidecar.istio.io/inject";
 
 /// Kubernetes label key (optional DNS prefix + name) and value syntax.
 fn check_label(key: &str, value: &str) -> Result<(), String> {

@@ -212,6 +212,8 @@ pub struct Violation {
     /// indices (`["spec", "tls", "0", "match"]`).
     pub path: Vec<String>,
     pub message: String,
+    /// What to do, when the schema alone does not say.
+    pub help: Option<String>,
 }
 
 type Validators = HashMap<(&'static str, &'static str), (Family, jsonschema::Validator)>;
@@ -293,17 +295,130 @@ pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Vio
                 .map(|s| s.replace("~1", "/").replace("~0", "~"))
                 .collect(),
             message: e.masked().to_string(),
+            help: None,
         })
         .collect();
+    if *family == Family::Kubernetes {
+        out.extend(server_checks(kind, object));
+    }
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
     out.dedup();
     Some(out)
+}
+
+/// Checks the API server makes on names that the OpenAPI schemas do not
+/// carry (`k8s.io/apimachinery/pkg/util/validation`): a Service's name is
+/// a DNS-1035 label and its port names DNS-1123 labels
+/// (`ValidateService`), a container port's name an IANA service name
+/// (`IsValidPortName`). An object that breaks one is refused by
+/// `kubectl apply`.
+fn server_checks(kind: &str, object: &Value) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut check = |path: &[&str], value: &Value, rule: fn(&str) -> Option<&'static str>| {
+        if let Some(why) = value.as_str().and_then(rule) {
+            out.push(Violation {
+                path: path.iter().map(|s| s.to_string()).collect(),
+                message: why.to_string(),
+                help: Some(
+                    "the API server refuses the object with this name (Kubernetes name validation)"
+                        .into(),
+                ),
+            });
+        }
+    };
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    match kind {
+        "Service" => {
+            check(&["metadata", "name"], &object["metadata"]["name"], dns1035_label);
+            for (i, p) in list(&object["spec"]["ports"]).iter().enumerate() {
+                let i = i.to_string();
+                check(&["spec", "ports", &i, "name"], &p["name"], dns1123_label);
+            }
+        }
+        "Deployment" => {
+            let pod = &object["spec"]["template"]["spec"];
+            for field in ["initContainers", "containers"] {
+                for (i, c) in list(&pod[field]).iter().enumerate() {
+                    for (j, p) in list(&c["ports"]).iter().enumerate() {
+                        let (i, j) = (i.to_string(), j.to_string());
+                        let path = ["spec", "template", "spec", field, &i, "ports", &j, "name"];
+                        check(&path, &p["name"], port_name);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn dns1123_label(s: &str) -> Option<&'static str> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    (!ok).then_some(
+        "not a DNS-1123 label: at most 63 characters of a-z, 0-9 and hyphens, starting and ending \
+         with a letter or digit",
+    )
+}
+
+fn dns1035_label(s: &str) -> Option<&'static str> {
+    let ok = dns1123_label(s).is_none() && s.starts_with(|c: char| c.is_ascii_lowercase());
+    (!ok).then_some(
+        "not a DNS-1035 label: at most 63 characters of a-z, 0-9 and hyphens, starting with a \
+         letter and ending with a letter or digit",
+    )
+}
+
+fn port_name(s: &str) -> Option<&'static str> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--");
+    (!ok).then_some(
+        "not a valid port name: at most 15 characters of a-z, 0-9 and hyphens, with at least one \
+         letter, and no hyphen at either end or two in a row",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn names_are_checked_as_the_api_server_does() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1gw"},
+            "spec": {"ports": [{"name": "tls-egress", "port": 443}, {"name": "TLS", "port": 8443}]}});
+        let v = validate("v1", "Service", &svc).unwrap();
+        let paths: Vec<String> = v.iter().map(|v| v.path.join(".")).collect();
+        assert_eq!(paths, ["metadata.name", "spec.ports.1.name"]);
+        assert!(v[0].message.starts_with("not a DNS-1035 label"));
+
+        let deployment = |name: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"selector": {}, "template": {"spec": {"containers": [
+                    {"name": "c", "ports": [{"name": name, "containerPort": 10443}]}]}}}})
+        };
+        for ok in ["tls-egress-8443", "tls-eg-10443", "http"] {
+            assert_eq!(validate("apps/v1", "Deployment", &deployment(ok)).unwrap(), [], "{ok}");
+        }
+        for bad in ["tls-egress-10443", "10443", "tls--egress", "-tls", "TLS"] {
+            let v = validate("apps/v1", "Deployment", &deployment(bad)).unwrap();
+            assert_eq!(v.len(), 1, "{bad}: {v:?}");
+            assert_eq!(
+                v[0].path.join("."),
+                "spec.template.spec.containers.0.ports.0.name"
+            );
+        }
+    }
 
     #[test]
     fn every_embedded_schema_compiles() {

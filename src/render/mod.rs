@@ -127,6 +127,20 @@ struct Api {
     envoy_filter: &'static str,
 }
 
+/// The gateway's port name for a port's `suffix` (`""`, `-8443`):
+/// `tls-egress-8443`, or `tls-eg-10443` where that would pass 15
+/// characters. A container port name is an IANA service name, at most 15
+/// characters (Kubernetes `validation.IsValidPortName`), and the API server
+/// refuses a Deployment with a longer one.
+fn port_name(suffix: &str) -> String {
+    let name = format!("tls-egress{suffix}");
+    if name.len() <= 15 {
+        name
+    } else {
+        format!("tls-eg{suffix}")
+    }
+}
+
 /// One upstream port and every name and number its path uses.
 #[derive(Serialize)]
 struct PortCtx {
@@ -134,7 +148,7 @@ struct PortCtx {
     service: u16,
     target: u16,
     /// Service, container and Gateway server port name: `tls-egress`, then
-    /// `tls-egress-8443`, ...
+    /// `tls-egress-8443`, ...; see [`port_name`].
     port_name: String,
     /// ServiceEntry port name: `tls`, then `tls-8443`, ...
     entry_name: String,
@@ -229,7 +243,7 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
                 upstream: p.upstream,
                 service: p.service,
                 target: p.target,
-                port_name: format!("tls-egress{suffix}"),
+                port_name: port_name(&suffix),
                 entry_name: format!("tls{suffix}"),
                 listener: format!("sni_listener{under}"),
                 cluster: format!("sni_cluster{under}"),

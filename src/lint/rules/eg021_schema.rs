@@ -1,11 +1,14 @@
 //! ## What it does
 //! Reports fields that the real Istio CRD schemas reject: unknown fields
-//! (a misspelt `sniHost`), wrong types and bad enum values.
+//! (a misspelt `sniHost`), wrong types and bad enum values. Kubernetes
+//! objects are checked against their schemas too, and against the name
+//! rules the API server adds: a Service name that is no DNS-1035 label, a
+//! container port name over 15 characters.
 //!
 //! ## Why is this bad?
 //! A misspelt field is dropped or rejected: `sniHost: [...]` instead of
 //! `sniHosts` leaves the match without hosts, so a typo silently empties an
-//! allowlist or widens a route.
+//! allowlist or widens a route. A bad name makes `kubectl apply` fail.
 //!
 //! ## Example
 //! ```yaml
@@ -115,11 +118,13 @@ fn check(ctx: &mut Ctx) {
                     ),
                     None => format!("{shown_path}: {}", escaped(&v.message)),
                 };
-                help = Some(format!(
-                    "see the {} {} CRD schema",
-                    escaped(&r.api_version),
-                    r.kind
-                ));
+                help = Some(v.help.clone().unwrap_or_else(|| {
+                    format!(
+                        "see the {} {} schema",
+                        escaped(&r.api_version),
+                        r.kind
+                    )
+                }));
             }
             ctx.report(i, at, &field_path, message, help);
         }
