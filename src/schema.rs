@@ -329,7 +329,11 @@ fn server_checks(kind: &str, object: &Value) -> Vec<Violation> {
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     match kind {
         "Service" => {
-            check(&["metadata", "name"], &object["metadata"]["name"], dns1035_label);
+            check(
+                &["metadata", "name"],
+                &object["metadata"]["name"],
+                dns1035_label,
+            );
             for (i, p) in list(&object["spec"]["ports"]).iter().enumerate() {
                 let i = i.to_string();
                 check(&["spec", "ports", &i, "name"], &p["name"], dns1123_label);
@@ -408,7 +412,11 @@ mod tests {
                     {"name": "c", "ports": [{"name": name, "containerPort": 10443}]}]}}}})
         };
         for ok in ["tls-egress-8443", "tls-eg-10443", "http"] {
-            assert_eq!(validate("apps/v1", "Deployment", &deployment(ok)).unwrap(), [], "{ok}");
+            assert_eq!(
+                validate("apps/v1", "Deployment", &deployment(ok)).unwrap(),
+                [],
+                "{ok}"
+            );
         }
         for bad in ["tls-egress-10443", "10443", "tls--egress", "-tls", "TLS"] {
             let v = validate("apps/v1", "Deployment", &deployment(bad)).unwrap();

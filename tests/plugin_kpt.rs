@@ -382,6 +382,47 @@ fn validator_fails_on_a_drifted_package() {
     assert_eq!(after["app.yaml"], USER_FILE);
 }
 
+/// `kpt fn eval` without `--fn-config` passes an empty ConfigMap named
+/// `function-input` as the functionConfig. The validator takes that as no
+/// config and checks the package against its own EgressGateway; the
+/// generator, which needs a config, says so.
+#[test]
+fn fn_eval_without_fn_config_uses_the_package_config() {
+    let pkg = Pkg::new();
+    assert_ok(&pkg.eval(&pkg.path("egress.yaml")));
+    std::fs::copy(pkg.path("egress.yaml"), pkg.pkg().join("egress.yaml")).unwrap();
+    let eval = |exec: &str| {
+        run(Command::new("kpt")
+            .args(["fn", "eval"])
+            .arg(pkg.pkg())
+            .args(["--exec", &format!("{} {exec}", bin().display())]))
+    };
+    assert_ok(&eval("fn lint"));
+
+    let file = pkg.pkg().join("egressgen-wildcard.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("  - api.github.com\n", "  - api.gitlab.com\n", 1),
+    )
+    .unwrap();
+    let out = eval("fn lint");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("EG003: `api.gitlab.com` is in VirtualService hosts but not in the config's domains (egress.yaml)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = eval("fn");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no functionConfig: pass the EgressGateway file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn validator_in_a_kptfile_pipeline_fails_the_render() {
     // A package that keeps its rendered objects and only validates them.

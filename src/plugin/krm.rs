@@ -357,14 +357,30 @@ pub fn is_package_metadata(item: &Node) -> bool {
         || annotation(item, LOCAL_CONFIG) == Some("true")
 }
 
+/// The ResourceList's functionConfig, if one was given. `kpt fn eval`
+/// without `--fn-config` or `-- KEY=VALUE` arguments passes an empty
+/// ConfigMap named `function-input`, which counts as none.
+pub fn given_function_config(list: &ResourceList) -> Option<&Node> {
+    let fc = list.doc.get("functionConfig").filter(|n| !n.is_null())?;
+    let kpt_default = fc.get("kind").and_then(Node::as_str) == Some("ConfigMap")
+        && fc
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            == Some("function-input")
+        && fc
+            .get("data")
+            .is_none_or(|d| d.is_null() || matches!(d, Node::Map(pairs) if pairs.is_empty()));
+    (!kpt_default).then_some(fc)
+}
+
 /// Runs the generator on ResourceList text.
 pub fn generate(input: &str) -> Outcome {
     let list = match ResourceList::parse(input) {
         Ok(l) => l,
         Err(e) => return failure(e),
     };
-    let fc = list.doc.get("functionConfig").filter(|n| !n.is_null());
-    let Some(fc) = fc else {
+    let Some(fc) = given_function_config(&list) else {
         let r = ResultItem::new(
             Severity::Error,
             "no functionConfig: pass the EgressGateway file, e.g. `kpt fn eval DIR --exec \"egressgen fn\" --fn-config egress.yaml`",

@@ -36,7 +36,7 @@ pub fn validate(input: &str) -> Outcome {
     let mut opts = lint::Options::default();
     // The functionConfig, else the package's own EgressGateway when it has
     // exactly one (so a validator needs no configPath).
-    let given = list.doc.get("functionConfig").filter(|n| !n.is_null());
+    let given = krm::given_function_config(&list);
     let in_package: Vec<&Node> = items
         .iter()
         .filter(|i| i.get("kind").and_then(Node::as_str) == Some(crate::config::KIND))

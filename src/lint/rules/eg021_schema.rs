@@ -119,11 +119,7 @@ fn check(ctx: &mut Ctx) {
                     None => format!("{shown_path}: {}", escaped(&v.message)),
                 };
                 help = Some(v.help.clone().unwrap_or_else(|| {
-                    format!(
-                        "see the {} {} schema",
-                        escaped(&r.api_version),
-                        r.kind
-                    )
+                    format!("see the {} {} schema", escaped(&r.api_version), r.kind)
                 }));
             }
             ctx.report(i, at, &field_path, message, help);
