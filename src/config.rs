@@ -57,7 +57,7 @@ pub struct Metadata {
 pub struct Spec {
     /// DNS names and `*.` wildcards the gateway may reach. Required.
     #[schemars(with = "Vec<String>", length(min = 1))]
-    pub domains: Vec<Spanned<String>>,
+    pub domains: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub istio: IstioSpec,
     #[serde(default)]
@@ -85,7 +85,8 @@ pub struct Spec {
     /// Lock-down: only these mesh clients may use the gateway (an ALLOW
     /// AuthorizationPolicy on mTLS principals). Off when absent.
     #[serde(default)]
-    pub allowed_clients: Option<AllowedClientsSpec>,
+    #[schemars(with = "Option<AllowedClientsSpec>")]
+    pub allowed_clients: Option<Spanned<AllowedClientsSpec>>,
     /// Lock-down: NetworkPolicies that stop these namespaces from reaching
     /// the internet except through the gateway. Off when absent.
     #[serde(default)]
@@ -118,7 +119,7 @@ pub struct AllowedClientsSpec {
 pub struct NetworkPolicySpec {
     /// Application namespaces to lock down, one NetworkPolicy each.
     #[schemars(with = "Vec<String>")]
-    pub namespaces: Vec<Spanned<String>>,
+    pub namespaces: Spanned<Vec<Spanned<String>>>,
     /// Keep pods in every namespace of the cluster reachable. Default true;
     /// when false only the gateway, DNS, istiod and the namespace's own pods are.
     #[serde(default = "yes")]
@@ -163,7 +164,8 @@ pub struct GatewaySpec {
     pub target_port: Port,
     /// Number of gateway pods. Default 2: every outbound connection of the
     /// mesh passes through them. Ignored when `autoscaling` is set.
-    pub replicas: u32,
+    #[schemars(with = "u32")]
+    pub replicas: Spanned<u32>,
     pub resources: Resources,
     /// Lets the pods use the `anyuid` SCC on OpenShift.
     pub openshift: bool,
@@ -174,7 +176,8 @@ pub struct GatewaySpec {
     /// Default true.
     pub topology_spread: bool,
     /// A HorizontalPodAutoscaler on CPU. Off when absent.
-    pub autoscaling: Option<AutoscalingSpec>,
+    #[schemars(with = "Option<AutoscalingSpec>")]
+    pub autoscaling: Option<Spanned<AutoscalingSpec>>,
 }
 
 /// HorizontalPodAutoscaler settings.
@@ -183,11 +186,14 @@ pub struct GatewaySpec {
 pub struct AutoscalingSpec {
     /// Default 2.
     #[serde(default = "default_min_replicas")]
-    pub min_replicas: u32,
-    pub max_replicas: u32,
+    #[schemars(with = "u32")]
+    pub min_replicas: Spanned<u32>,
+    #[schemars(with = "u32")]
+    pub max_replicas: Spanned<u32>,
     /// Average CPU use, in percent of the CPU request. Default 80.
     #[serde(default = "default_cpu_target")]
-    pub target_cpu_utilization: u32,
+    #[schemars(with = "u32")]
+    pub target_cpu_utilization: Spanned<u32>,
 }
 
 impl Default for GatewaySpec {
@@ -203,7 +209,7 @@ impl Default for GatewaySpec {
             )])),
             service_port: Port(443),
             target_port: Port(8443),
-            replicas: 2,
+            replicas: unspanned(2u32),
             resources: Resources::default(),
             openshift: true,
             pod_disruption_budget: true,
@@ -398,7 +404,8 @@ pub struct DnsSpec {
     /// Most names cached at once (`max_hosts`); connections to further
     /// names are refused. Envoy's default: 1024.
     #[serde(default)]
-    pub max_hosts: Option<u32>,
+    #[schemars(with = "Option<u32>")]
+    pub max_hosts: Option<Spanned<u32>>,
 }
 
 /// Envoy's `envoy.config.cluster.v3.Cluster.DnsLookupFamily`.
@@ -425,11 +432,11 @@ fn default_config_namespace() -> Spanned<String> {
 fn default_upstream_port() -> Port {
     Port(443)
 }
-fn default_min_replicas() -> u32 {
-    2
+fn default_min_replicas() -> Spanned<u32> {
+    unspanned(2u32)
 }
-fn default_cpu_target() -> u32 {
-    80
+fn default_cpu_target() -> Spanned<u32> {
+    unspanned(80u32)
 }
 fn yes() -> bool {
     true
@@ -716,7 +723,12 @@ pub fn from_domains(
             annotations: BTreeMap::new(),
         },
         spec: Spec {
-            domains: domains.iter().map(|d| unspanned(d.as_str())).collect(),
+            domains: unspanned(
+                domains
+                    .iter()
+                    .map(|d| unspanned(d.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
             istio: IstioSpec::default(),
             gateway: GatewaySpec::default(),
             config_namespace: default_config_namespace(),
@@ -855,7 +867,7 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
     let ports = port_maps(name, &spec)?;
     let dns_cache = dns_cache(name, &spec.dns)?;
     requests_within_limits(name, &spec.gateway.resources)?;
-    let autoscaling = autoscaling(&spec.gateway)?;
+    let autoscaling = autoscaling(name, &spec.gateway)?;
     let allowed_clients = spec
         .allowed_clients
         .as_ref()
@@ -878,18 +890,18 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
         help: Some("use Istio 1.16 or newer; see README.md for the API versions".into()),
     })?;
 
-    if spec.domains.is_empty() {
+    if spec.domains.value.is_empty() {
         return Err(Error {
-            at: None,
+            at: pos(name, &spec.domains.referenced),
             message: "spec.domains is empty; an egress allowlist needs at least one domain".into(),
             help: Some("add entries such as `*.example.com` or `api.example.com`".into()),
         });
     }
     let mut notes = Vec::new();
-    let mut patterns = Vec::with_capacity(spec.domains.len());
+    let mut patterns = Vec::with_capacity(spec.domains.value.len());
     // Where each pattern occurs, in order, to point drops at their lines.
     let mut occurrences: HashMap<Pattern, Vec<Location>> = HashMap::new();
-    for d in &spec.domains {
+    for d in &spec.domains.value {
         let (p, normalised) = Pattern::parse(&d.value).map_err(|e| Error {
             at: pos(name, &d.referenced),
             message: format!("invalid domain {}: {e}", quoted(&d.value)),
@@ -945,7 +957,7 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
                 labels: g.labels.value,
                 service_port: g.service_port.0,
                 target_port: g.target_port.0,
-                replicas: g.replicas,
+                replicas: g.replicas.value,
                 resources: g.resources,
                 openshift: g.openshift,
                 pod_disruption_budget: g.pod_disruption_budget,
@@ -1122,9 +1134,9 @@ fn dns_cache(name: &str, dns: &DnsSpec) -> Result<DnsCache, Error> {
             }),
         }
     };
-    if dns.max_hosts == Some(0) {
+    if let Some(zero) = dns.max_hosts.as_ref().filter(|m| m.value == 0) {
         return Err(Error {
-            at: None,
+            at: pos(name, &zero.referenced),
             message: "spec.dns.maxHosts is 0; Envoy requires at least 1".into(),
             help: Some("leave it out for Envoy's default of 1024".into()),
         });
@@ -1132,7 +1144,7 @@ fn dns_cache(name: &str, dns: &DnsSpec) -> Result<DnsCache, Error> {
     Ok(DnsCache {
         refresh_rate: duration("refreshRate", &dns.refresh_rate)?,
         host_ttl: duration("hostTtl", &dns.host_ttl)?,
-        max_hosts: dns.max_hosts,
+        max_hosts: dns.max_hosts.as_ref().map(|m| m.value),
     })
 }
 
@@ -1167,50 +1179,66 @@ fn requests_within_limits(name: &str, r: &Resources) -> Result<(), Error> {
     Ok(())
 }
 
-fn autoscaling(g: &GatewaySpec) -> Result<Option<Autoscaling>, Error> {
-    let plain = |message: String, help: &str| Error {
-        at: None,
+fn autoscaling(name: &str, g: &GatewaySpec) -> Result<Option<Autoscaling>, Error> {
+    let at = |loc: &Location, message: String, help: &str| Error {
+        at: pos(name, loc),
         message,
         help: Some(help.into()),
     };
-    if g.replicas == 0 && g.autoscaling.is_none() {
-        return Err(plain(
+    if g.replicas.value == 0 && g.autoscaling.is_none() {
+        return Err(at(
+            &g.replicas.referenced,
             "spec.gateway.replicas is 0: no pod would forward egress traffic".into(),
             "use 2 or more replicas so a node drain never stops egress",
         ));
     }
-    let Some(a) = &g.autoscaling else {
+    let Some(spanned) = &g.autoscaling else {
         return Ok(None);
     };
-    if a.min_replicas == 0 || a.max_replicas < a.min_replicas {
-        return Err(plain(
+    let a = &spanned.value;
+    let (min, max) = (a.min_replicas.value, a.max_replicas.value);
+    if min == 0 || max < min {
+        // Point at the one that is out of place: a zero minimum, or else
+        // the maximum below it.
+        let loc = if min == 0 {
+            &a.min_replicas.referenced
+        } else {
+            &a.max_replicas.referenced
+        };
+        return Err(at(
+            loc,
             format!(
-                "spec.gateway.autoscaling: minReplicas {} and maxReplicas {} must satisfy 1 <= min <= max",
-                a.min_replicas, a.max_replicas
+                "spec.gateway.autoscaling: minReplicas {min} and maxReplicas {max} must satisfy 1 <= min <= max"
             ),
             "for example `minReplicas: 2, maxReplicas: 5`",
         ));
     }
-    if a.target_cpu_utilization == 0 {
-        return Err(plain(
+    if a.target_cpu_utilization.value == 0 {
+        return Err(at(
+            &a.target_cpu_utilization.referenced,
             "spec.gateway.autoscaling.targetCpuUtilization is 0".into(),
             "use a percentage of the CPU request, e.g. 80",
         ));
     }
     if !g.resources.requests.contains_key("cpu") {
-        return Err(plain(
+        return Err(at(
+            &spanned.referenced,
             "spec.gateway.autoscaling needs spec.gateway.resources.requests.cpu: CPU utilisation is measured against it".into(),
             "set a CPU request, e.g. `100m`",
         ));
     }
     Ok(Some(Autoscaling {
-        min_replicas: a.min_replicas,
-        max_replicas: a.max_replicas,
-        target_cpu_utilization: a.target_cpu_utilization,
+        min_replicas: min,
+        max_replicas: max,
+        target_cpu_utilization: a.target_cpu_utilization.value,
     }))
 }
 
-fn allowed_clients(name: &str, c: &AllowedClientsSpec) -> Result<AllowedClients, Error> {
+fn allowed_clients(
+    name: &str,
+    spanned: &Spanned<AllowedClientsSpec>,
+) -> Result<AllowedClients, Error> {
+    let c = &spanned.value;
     let bad = |v: &Spanned<String>, message: String, help: &str| Error {
         at: pos(name, &v.referenced),
         message,
@@ -1218,7 +1246,7 @@ fn allowed_clients(name: &str, c: &AllowedClientsSpec) -> Result<AllowedClients,
     };
     if c.namespaces.is_empty() && c.service_accounts.is_empty() {
         return Err(Error {
-            at: None,
+            at: pos(name, &spanned.referenced),
             message: "spec.allowedClients lists no namespaces and no serviceAccounts; the gateway would refuse everyone".into(),
             help: Some("list the namespaces (or `namespace/name` service accounts) of the apps that need egress".into()),
         });
@@ -1288,15 +1316,15 @@ fn network_policy(
     n: &NetworkPolicySpec,
     gateway_namespace: &str,
 ) -> Result<NetworkPolicy, Error> {
-    if n.namespaces.is_empty() {
+    if n.namespaces.value.is_empty() {
         return Err(Error {
-            at: None,
+            at: pos(name, &n.namespaces.referenced),
             message: "spec.networkPolicy.namespaces is empty".into(),
             help: Some("list the application namespaces to lock down".into()),
         });
     }
     let mut namespaces = Vec::new();
-    for ns in &n.namespaces {
+    for ns in &n.namespaces.value {
         let at = pos(name, &ns.referenced);
         check_dns_label(&ns.value).map_err(|why| Error {
             at: at.clone(),
