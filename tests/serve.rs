@@ -1413,8 +1413,16 @@ async fn a_partial_hello_cut_by_the_drain_logs_its_bytes() {
     );
 }
 
+/// SIGHUP (a closed terminal, a dropped SSH session) drains as SIGTERM
+/// does, so the list is still printed; it used to kill the proxy at once.
 #[tokio::test]
 async fn learn_mode_forwards_everything_and_prints_a_domain_list() {
+    for sig in ["-TERM", "-HUP"] {
+        learn_mode_until(sig).await;
+    }
+}
+
+async fn learn_mode_until(sig: &str) {
     let (mut child, addr, _log) = spawn_with_backend(&["--learn", "--access-log", "off"]).await;
     for name in [
         "a.test.local",
@@ -1430,7 +1438,7 @@ async fn learn_mode_forwards_everything_and_prints_a_domain_list() {
             "{name}"
         );
     }
-    signal(&child, "-TERM");
+    signal(&child, sig);
     let mut out = String::new();
     child
         .stdout
@@ -1454,6 +1462,103 @@ async fn learn_mode_forwards_everything_and_prints_a_domain_list() {
     - test.local  # 1 connection, REFUSED (not_allowed)
 "
     );
+}
+
+/// Starts `egressgen serve ARGS` with stderr on a pipe, reads up to the
+/// "listening on" line and hands back the pipe, unread from then on.
+fn spawn_holding_stderr(
+    args: &[&str],
+) -> (Child, SocketAddr, BufReader<std::process::ChildStderr>) {
+    let mut child = serve_child(args);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "proxy did not start"
+        );
+        if let Some(a) = line
+            .trim_end()
+            .strip_prefix("egressgen serve: listening on ")
+        {
+            break a.parse().unwrap();
+        }
+    };
+    (child, addr, stderr)
+}
+
+/// A refused hello, answered with an alert; panics if no answer comes.
+fn refused_promptly(addr: SocketAddr) {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(&hello_for(b"denied.example")).unwrap();
+    let mut alert = [0u8; 7];
+    c.read_exact(&mut alert)
+        .expect("no alert: the proxy stalled");
+    assert_eq!(alert[0], 21, "an alert record");
+}
+
+/// Waits up to `within` for `child` to exit, and returns its code.
+fn exits_within(child: &mut Child, within: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    panic!("still running {within:?} later");
+}
+
+/// The access log is on stderr by default. When nothing reads it (a pager
+/// left unscrolled, a terminal stopped with Ctrl-S, a stuck collector) the
+/// pipe fills; the proxy must keep serving, dropping log lines, and still
+/// exit within its drain deadline. It used to block every worker on the
+/// pipe, and SIGTERM with it.
+#[test]
+fn a_stderr_nobody_reads_does_not_stall_the_proxy() {
+    let (mut child, addr, stderr) = spawn_holding_stderr(&[
+        "--allow",
+        "*.test.local",
+        "--listen",
+        "127.0.0.1:0",
+        "--drain-timeout",
+        "1s",
+    ]);
+    // About 250 bytes a line: far past a 64 KiB pipe.
+    for _ in 0..1000 {
+        refused_promptly(addr);
+    }
+    signal(&child, "-TERM");
+    assert_eq!(exits_within(&mut child, Duration::from_secs(10)), Some(0));
+    drop(stderr);
+}
+
+/// A stderr whose reader has gone (EPIPE) made the first message after
+/// the banner panic, which took the proxy down on SIGTERM with exit 101.
+/// The proxy serves on, and drains and exits 0.
+#[tokio::test]
+async fn a_closed_stderr_does_not_take_the_proxy_down() {
+    let pin = format!("*={}", tls_backend().await);
+    let (mut child, addr, stderr) = spawn_holding_stderr(&[
+        "--allow",
+        "*.test.local",
+        "--listen",
+        "127.0.0.1:0",
+        "--resolve",
+        &pin,
+    ]);
+    drop(stderr);
+    for _ in 0..3 {
+        refused_promptly(addr);
+        assert_eq!(
+            tls_echo(addr, "a.test.local", b"still here").await.unwrap(),
+            b"still here"
+        );
+    }
+    signal(&child, "-TERM");
+    assert_eq!(exits_within(&mut child, Duration::from_secs(10)), Some(0));
 }
 
 #[test]

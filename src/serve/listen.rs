@@ -60,9 +60,9 @@ pub fn bind_group(addr: SocketAddr, workers: usize, balance: Balance) -> Result<
         if let Err(e) = steer_by_cpu(&group[0], workers) {
             // Only a saving (an old kernel, a seccomp filter): without the
             // program the kernel's hash still spreads the connections.
-            eprintln!(
+            super::log::say(format_args!(
                 "egressgen serve: warning: {actual}: cannot give connections to their CPU's worker ({e}); the kernel's hash spreads them instead"
-            );
+            ));
         }
     }
     drop(claim);

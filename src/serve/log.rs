@@ -7,12 +7,18 @@
 //! [`crate::escape`]: a hostile name cannot forge a field or a line.
 //!
 //! It does not decide anything; the proxy fills an [`Entry`] and writes it.
+//!
+//! No log write ever blocks a worker: lines go through a [`Sink`], a
+//! bounded buffer that a thread of its own writes out. The proxy's other
+//! stderr messages go through one too ([`say`]), so a pipe that nobody
+//! reads, or a terminal stopped with Ctrl-S, costs dropped lines rather
+//! than a stalled proxy, and a closed one costs nothing.
 
 use std::fmt::Write as _;
-use std::io::{self, BufWriter, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::escape;
 
@@ -71,60 +77,198 @@ pub struct Entry<'a> {
     pub flags: &'static str,
 }
 
-/// Where log lines go. Writes are buffered; files are flushed by
-/// [`AccessLog::flush`] (the proxy calls it periodically and at exit),
-/// terminals and pipes after every line.
+/// Most bytes a [`Sink`] holds for its writer; further lines are dropped.
+pub const SINK_BYTES: usize = 1 << 20;
+
+/// How long a lazy [`Sink`] (a file) gathers lines before writing them.
+const GATHER: Duration = Duration::from_millis(200);
+
+/// Lines for one output, written by a thread of their own so that a
+/// caller never waits for the output: [`Sink::line`] appends to a buffer
+/// of at most [`SINK_BYTES`] and returns. When the output does not keep up
+/// the buffer fills and new lines are dropped and counted; write errors
+/// (a full disk, a closed pipe) lose the lines and nothing else.
+pub struct Sink {
+    state: Mutex<SinkState>,
+    /// Wakes the writer.
+    more: Condvar,
+    /// Wakes [`Sink::flush`] when everything is written.
+    written: Condvar,
+    /// Write each line at once (a terminal or a pipe), or gather lines for
+    /// up to [`GATHER`] (a file).
+    eager: bool,
+}
+
+#[derive(Default)]
+struct SinkState {
+    buf: Vec<u8>,
+    /// The writer holds bytes taken from `buf`.
+    writing: bool,
+    dropped: u64,
+    /// A flush wants the gathered lines now.
+    hurry: bool,
+}
+
+impl Sink {
+    pub fn new(mut out: Box<dyn Write + Send>, eager: bool) -> Arc<Sink> {
+        let sink = Arc::new(Sink {
+            state: Mutex::default(),
+            more: Condvar::new(),
+            written: Condvar::new(),
+            eager,
+        });
+        let writer = sink.clone();
+        // If the thread cannot start, lines pile up to the bound and are
+        // dropped: the proxy serves on without a log.
+        let _ = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                loop {
+                    let bytes = writer.take();
+                    let _ = out.write_all(&bytes).and_then(|()| out.flush());
+                    writer.lock().writing = false;
+                    writer.written.notify_all();
+                }
+            });
+        sink
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for lines (and, lazily, gathers them), then takes them.
+    fn take(&self) -> Vec<u8> {
+        let mut st = self.lock();
+        while st.buf.is_empty() {
+            st = self.more.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if !self.eager {
+            let until = Instant::now() + GATHER;
+            while !st.hurry {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self
+                    .more
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        st.hurry = false;
+        st.writing = true;
+        std::mem::take(&mut st.buf)
+    }
+
+    /// Queues `line` (which ends in a newline), or drops it if the buffer
+    /// is full. Never blocks on the output.
+    pub fn line(&self, line: &str) {
+        let mut st = self.lock();
+        if st.buf.len() + line.len() > SINK_BYTES {
+            st.dropped += 1;
+            return;
+        }
+        let was_empty = st.buf.is_empty();
+        st.buf.extend_from_slice(line.as_bytes());
+        if was_empty {
+            self.more.notify_one();
+        }
+    }
+
+    /// Waits up to `within` for every queued line to be written. False if
+    /// the output did not take them in time.
+    pub fn flush(&self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        let mut st = self.lock();
+        st.hurry = true;
+        self.more.notify_one();
+        while !st.buf.is_empty() || st.writing {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .written
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Lines dropped because the output did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+}
+
+/// The proxy's stderr, as a [`Sink`]: the default access log and every
+/// message the proxy prints while it serves.
+pub fn stderr() -> &'static Arc<Sink> {
+    static STDERR: OnceLock<Arc<Sink>> = OnceLock::new();
+    STDERR.get_or_init(|| Sink::new(Box::new(std::io::stderr()), true))
+}
+
+/// A message on stderr while serving: never blocks, never panics (a
+/// closed stderr made `eprintln!` panic and took the proxy down).
+pub fn say(message: impl std::fmt::Display) {
+    stderr().line(&format!("{message}\n"));
+}
+
+/// Where log lines go: a [`Sink`], or nowhere.
 pub struct AccessLog {
-    out: Option<Mutex<BufWriter<Box<dyn Write + Send>>>>,
+    sink: Option<Arc<Sink>>,
     format: Format,
-    flush_each: bool,
 }
 
 impl AccessLog {
-    pub fn new(out: Box<dyn Write + Send>, format: Format, flush_each: bool) -> AccessLog {
+    /// A log to `out`; `eager` writes each line at once (a terminal or a
+    /// pipe), else lines are gathered for 200 ms (a file).
+    pub fn new(out: Box<dyn Write + Send>, format: Format, eager: bool) -> AccessLog {
         AccessLog {
-            out: Some(Mutex::new(BufWriter::with_capacity(64 * 1024, out))),
+            sink: Some(Sink::new(out, eager)),
             format,
-            flush_each,
+        }
+    }
+
+    /// A log on the proxy's stderr, in order with its other messages.
+    pub fn stderr(format: Format) -> AccessLog {
+        AccessLog {
+            sink: Some(stderr().clone()),
+            format,
         }
     }
 
     pub fn off() -> AccessLog {
         AccessLog {
-            out: None,
+            sink: None,
             format: Format::Text,
-            flush_each: false,
         }
     }
 
     pub fn is_on(&self) -> bool {
-        self.out.is_some()
-    }
-
-    /// Lines wait in a buffer until [`AccessLog::flush`] (a file).
-    pub fn needs_periodic_flush(&self) -> bool {
-        self.out.is_some() && !self.flush_each
+        self.sink.is_some()
     }
 
     pub fn write(&self, e: &Entry<'_>) {
-        let Some(out) = &self.out else { return };
+        let Some(sink) = &self.sink else { return };
         let line = match self.format {
             Format::Text => text(e),
             Format::Json => json(e),
         };
-        let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
-        // A full disk must not take the proxy down; the line is lost.
-        let _ = w.write_all(line.as_bytes());
-        if self.flush_each {
-            let _ = w.flush();
-        }
+        sink.line(&line);
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        match &self.out {
-            Some(out) => out.lock().unwrap_or_else(|p| p.into_inner()).flush(),
-            None => Ok(()),
-        }
+    /// See [`Sink::flush`]; true without a log.
+    pub fn flush(&self, within: Duration) -> bool {
+        self.sink.as_ref().is_none_or(|s| s.flush(within))
+    }
+
+    /// See [`Sink::dropped`].
+    pub fn dropped(&self) -> u64 {
+        self.sink.as_ref().map_or(0, |s| s.dropped())
     }
 }
 
@@ -225,6 +369,42 @@ mod tests {
             duration: Duration::from_millis(3),
             flags: flags::NO_ROUTE,
         }
+    }
+
+    /// An output that takes nothing until `open` is sent.
+    struct Stuck(std::sync::mpsc::Receiver<()>, Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Stuck {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            self.1.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_output_costs_lines_not_waits() {
+        let (open, rx) = std::sync::mpsc::channel();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink::new(Box::new(Stuck(rx, got.clone())), true);
+        let line = format!("{}\n", "x".repeat(99));
+        let began = Instant::now();
+        for _ in 0..(2 * SINK_BYTES / line.len()) {
+            sink.line(&line);
+        }
+        assert!(began.elapsed() < Duration::from_secs(5));
+        assert!(sink.dropped() >= (SINK_BYTES / line.len()) as u64 - 1);
+        assert!(!sink.flush(Duration::from_millis(50)), "nothing could be written");
+        // Once the output takes bytes, what was kept is written whole.
+        for _ in 0..1000 {
+            let _ = open.send(());
+        }
+        assert!(sink.flush(Duration::from_secs(10)));
+        let kept = got.lock().unwrap().len();
+        assert!(kept > SINK_BYTES - line.len() && kept % line.len() == 0, "{kept}");
     }
 
     #[test]

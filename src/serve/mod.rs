@@ -32,7 +32,6 @@ pub mod sent;
 pub mod splice;
 mod worker;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -277,8 +276,19 @@ fn refuse_loops(pinned: &[Pin], listening: &[(SocketAddr, u16)]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `egressgen serve` until SIGINT or SIGTERM.
+/// How long the exit waits for the last log lines and messages to be
+/// written (a stderr that nobody reads must not hold the exit).
+const EXIT_FLUSH: Duration = Duration::from_secs(1);
+
+/// Runs `egressgen serve` until SIGINT, SIGTERM or SIGHUP.
 pub fn run(args: ServeArgs) -> Result<u8> {
+    let result = serve(args);
+    // Before the caller prints an error, so the two stay in order.
+    log::stderr().flush(EXIT_FLUSH);
+    result
+}
+
+fn serve(args: ServeArgs) -> Result<u8> {
     let (allowlist, config_ports) = allowlist(&args)?;
     let ports = upstream_ports(&args.listen, args.upstream_port, config_ports.as_deref())?;
     let pins = Pins::parse(args.resolve.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
@@ -317,10 +327,10 @@ pub fn run(args: ServeArgs) -> Result<u8> {
     let fds = raise_fd_limit();
     // A connection needs 2 descriptors, 6 while spliced (two pipes).
     if fds.is_some_and(|n| n < 2 * settings.max_connections as u64 + 64) {
-        eprintln!(
+        log::say(format_args!(
             "egressgen serve: warning: the open-file limit ({}) is below 2 x --max-connections; connections past it fail (UF) instead of being refused (UO)",
             fds.unwrap_or(0)
-        );
+        ));
     }
     let workers = args
         .workers
@@ -368,7 +378,10 @@ pub fn run(args: ServeArgs) -> Result<u8> {
         .block_on(proxy::serve_workers(
             proxy.clone(),
             sockets,
-            || std::io::stderr().lock().write_all(banner.as_bytes()),
+            || {
+                log::say(banner.trim_end());
+                Ok(())
+            },
             shutdown,
         ))
         .context("cannot start the workers")?;
@@ -378,20 +391,25 @@ pub fn run(args: ServeArgs) -> Result<u8> {
     // connections closed: the drain deadline must bound the exit.
     main_rt.shutdown_background();
     if drained.cut > 0 {
-        eprintln!(
+        log::say(format_args!(
             "egressgen serve: drain deadline passed; closed {} open connection{}",
             drained.cut,
             if drained.cut == 1 { "" } else { "s" }
-        );
+        ));
     }
     if learn {
         let _ = crate::output::print(&proxy.learned.report());
     }
-    let _ = proxy.log.flush();
+    if !proxy.log.flush(EXIT_FLUSH) || proxy.log.dropped() > 0 {
+        log::say(format_args!(
+            "egressgen serve: warning: {} access-log lines were lost: the log output did not keep up",
+            proxy.log.dropped()
+        ));
+    }
     if drained.panicked {
-        eprintln!(
+        log::say(
             "error: a worker thread panicked, which is a bug in egressgen; the proxy stopped and drained the other workers' connections
-  help: please report it, with the panic message above"
+  help: please report it, with the panic message above",
         );
         return Ok(exit::BUG);
     }
@@ -415,7 +433,7 @@ fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<Vec<u16>>)> {
             anyhow::anyhow!("--allow {}: {e}\n  help: {}", quoted(&entry), e.help())
         })?;
     for d in dropped {
-        eprintln!("note: --allow: {d}");
+        log::say(format_args!("note: --allow: {d}"));
     }
     Ok((list, None))
 }
@@ -424,7 +442,7 @@ fn open_log(spec: Option<&str>, format: Format) -> Result<AccessLog> {
     Ok(match spec {
         Some("off") => AccessLog::off(),
         Some("-") => AccessLog::new(Box::new(std::io::stdout()), format, true),
-        None => AccessLog::new(Box::new(std::io::stderr()), format, true),
+        None => AccessLog::stderr(format),
         Some(path) => {
             let f = std::fs::OpenOptions::new()
                 .create(true)
@@ -494,19 +512,23 @@ fn banner(listening: &[(SocketAddr, u16)], entries: usize, learn: bool) -> Strin
     out
 }
 
-/// A future that completes on SIGINT or SIGTERM.
+/// A future that completes on SIGINT, SIGTERM or SIGHUP. SIGHUP (the
+/// terminal closed, an SSH session dropped) drains like the others, so
+/// `--learn` still prints its list and the log keeps its last lines.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     // Registered now, before "listening on" is printed, so a signal sent as
     // soon as the proxy says it is ready is never lost.
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hup.recv() => {}
         }
-        eprintln!("egressgen serve: shutting down, draining open connections");
+        log::say("egressgen serve: shutting down, draining open connections");
     })
 }
 

@@ -112,13 +112,15 @@ pub async fn serve<R: Resolver>(
     for l in listeners {
         match l.into_std() {
             Ok(l) => worker.push((l, port)),
-            Err(e) => eprintln!("egressgen serve: cannot take over a listener: {e}"),
+            Err(e) => super::log::say(format_args!(
+                "egressgen serve: cannot take over a listener: {e}"
+            )),
         }
     }
     match serve_workers(proxy, vec![worker], || Ok(()), shutdown).await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("egressgen serve: cannot start: {e}");
+            super::log::say(format_args!("egressgen serve: cannot start: {e}"));
             Drained {
                 cut: 0,
                 panicked: false,
@@ -205,17 +207,6 @@ pub async fn serve_workers<R: Resolver>(
         let _ = go.send(());
         running.push((inbox, rx));
     }
-    // Only a buffered log needs flushing; with none, an idle proxy never
-    // wakes up.
-    let flusher = proxy.log.needs_periodic_flush().then(|| {
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = proxy.log.flush();
-            }
-        })
-    });
     drop(died_tx);
     let mut panicked = tokio::select! {
         () = shutdown => false,
@@ -232,9 +223,5 @@ pub async fn serve_workers<R: Resolver>(
             Err(_) => panicked = true,
         }
     }
-    if let Some(f) = flusher {
-        f.abort();
-    }
-    let _ = proxy.log.flush();
     Ok(Drained { cut, panicked })
 }

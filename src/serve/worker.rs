@@ -309,7 +309,9 @@ impl<R: Resolver> Worker<R> {
                 .next_wake()
                 .map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poller.wait(&mut events, timeout) {
-                eprintln!("egressgen serve: waiting for sockets failed: {e}");
+                super::log::say(format_args!(
+                    "egressgen serve: waiting for sockets failed: {e}"
+                ));
                 std::thread::sleep(ACCEPT_BACKOFF);
             }
             self.now = Instant::now();
@@ -493,7 +495,7 @@ impl<R: Resolver> Worker<R> {
                     return;
                 }
                 // EMFILE and friends: rest instead of spinning.
-                eprintln!("egressgen serve: accept failed: {e}");
+                super::log::say(format_args!("egressgen serve: accept failed: {e}"));
                 self.rest(i);
                 return;
             }
@@ -1144,7 +1146,7 @@ fn warn_came_back(from: SocketAddr) {
 /// Prints `message` as a warning on stderr the first time `warned` is set.
 fn warn_once(warned: &AtomicBool, message: impl FnOnce() -> String) {
     if !warned.swap(true, Ordering::Relaxed) {
-        eprintln!("egressgen serve: warning: {}", message());
+        super::log::say(format_args!("egressgen serve: warning: {}", message()));
     }
 }
 
