@@ -578,6 +578,9 @@ pub struct DnsCache {
     pub refresh_rate: Option<String>,
     pub host_ttl: Option<String>,
     pub max_hosts: Option<u32>,
+    /// `refresh_rate` as a duration, for `serve`'s cache.
+    #[serde(skip)]
+    pub refresh: Option<std::time::Duration>,
 }
 
 /// Validated `allowedClients`.
@@ -1141,10 +1144,16 @@ fn dns_cache(name: &str, dns: &DnsSpec) -> Result<DnsCache, Error> {
             help: Some("leave it out for Envoy's default of 1024".into()),
         });
     }
+    let refresh = dns
+        .refresh_rate
+        .as_ref()
+        .and_then(|r| parse_duration_ms(&r.value))
+        .map(std::time::Duration::from_millis);
     Ok(DnsCache {
         refresh_rate: duration("refreshRate", &dns.refresh_rate)?,
         host_ttl: duration("hostTtl", &dns.host_ttl)?,
         max_hosts: dns.max_hosts.as_ref().map(|m| m.value),
+        refresh,
     })
 }
 

@@ -1125,6 +1125,55 @@ fn a_name_that_resolves_to_the_proxy_itself_is_refused() {
     );
 }
 
+/// `serve -c` resolves as the gateway rendered from the same file would:
+/// with the config's `spec.dns.lookupFamily`. A name with an IPv4 and an
+/// IPv6 address (a private /etc/hosts) and a backend on IPv4 only: the
+/// default `V4_ONLY` reaches it, `V6_ONLY` dials `[::1]` and fails, as
+/// Envoy would. serve used to take both families whatever the config said.
+#[test]
+fn serve_with_a_config_resolves_with_its_lookup_family() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let hosts = "127.0.0.1 localhost\n127.0.0.1 dual.example.org\n::1 dual.example.org\n";
+    for (family, upstream, flags) in [
+        ("V4_ONLY", format!("upstream=127.0.0.1:{port} "), "flags=-"),
+        ("V6_ONLY", format!("upstream=[::1]:{port} "), "flags=UF"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("egress.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: dual\nspec:\n  domains: [dual.example.org]\n  upstreamPort: {port}\n  dns:\n    lookupFamily: {family}\n"
+            ),
+        )
+        .unwrap();
+        let Some((_hosts, mut cmd)) = egressgen_with_file_over(hosts, "/etc/hosts") else {
+            return;
+        };
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "-c"])
+            .arg(&cfg);
+        let (mut child, addr, log) = started(piped(cmd));
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(&hello_for(b"dual.example.org")).unwrap();
+        if family == "V4_ONLY" {
+            let (mut up, _) = backend.accept().unwrap();
+            let mut hello = vec![0u8; hello_for(b"dual.example.org").len()];
+            up.read_exact(&mut hello).unwrap();
+        }
+        drop(c);
+        let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+            .find(|l| l.contains("sni="))
+            .expect("no log line");
+        assert!(
+            line.contains(&upstream) && line.ends_with(flags),
+            "{family}: {line}"
+        );
+        signal(&child, "-TERM");
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+}
+
 /// A loop that addresses do not show: in a private network namespace, an
 /// AnyIP route (`ip route add local`) makes the upstream's address this
 /// host's, so the dial lands on the proxy's own wildcard listener. The

@@ -397,14 +397,20 @@ mod tests {
         }
         assert!(began.elapsed() < Duration::from_secs(5));
         assert!(sink.dropped() >= (SINK_BYTES / line.len()) as u64 - 1);
-        assert!(!sink.flush(Duration::from_millis(50)), "nothing could be written");
+        assert!(
+            !sink.flush(Duration::from_millis(50)),
+            "nothing could be written"
+        );
         // Once the output takes bytes, what was kept is written whole.
         for _ in 0..1000 {
             let _ = open.send(());
         }
         assert!(sink.flush(Duration::from_secs(10)));
         let kept = got.lock().unwrap().len();
-        assert!(kept > SINK_BYTES - line.len() && kept % line.len() == 0, "{kept}");
+        assert!(
+            kept > SINK_BYTES - line.len() && kept % line.len() == 0,
+            "{kept}"
+        );
     }
 
     #[test]

@@ -289,8 +289,9 @@ pub fn run(args: ServeArgs) -> Result<u8> {
 }
 
 fn serve(args: ServeArgs) -> Result<u8> {
-    let (allowlist, config_ports) = allowlist(&args)?;
-    let ports = upstream_ports(&args.listen, args.upstream_port, config_ports.as_deref())?;
+    let (allowlist, from_config) = allowlist(&args)?;
+    let config_ports = from_config.as_ref().map(|c| c.ports.as_slice());
+    let ports = upstream_ports(&args.listen, args.upstream_port, config_ports)?;
     let pins = Pins::parse(args.resolve.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
     let pinned: Vec<Pin> = pins.targets().collect();
     let settings = Settings {
@@ -342,7 +343,12 @@ fn serve(args: ServeArgs) -> Result<u8> {
     let learn = args.learn;
     let proxy = Arc::new(Proxy {
         allowlist,
-        resolver: SystemResolver::new(pins),
+        resolver: match &from_config {
+            Some(c) => SystemResolver::new(pins)
+                .with_family(c.family)
+                .with_limits(c.dns_ttl, c.dns_max_hosts),
+            None => SystemResolver::new(pins),
+        },
         settings,
         log,
         learned: Default::default(),
@@ -416,12 +422,29 @@ fn serve(args: ServeArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// The allowlist from `-c` or `--allow`, and the config's upstream ports.
-fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<Vec<u16>>)> {
+/// What `serve -c` takes from the config besides the allowlist: the
+/// upstream ports, and the forward proxy's DNS settings (`spec.dns`).
+struct FromConfig {
+    ports: Vec<u16>,
+    family: crate::config::LookupFamily,
+    dns_ttl: Duration,
+    dns_max_hosts: usize,
+}
+
+/// The allowlist from `-c` or `--allow`, and what else the config sets.
+fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<FromConfig>)> {
     if let Some(path) = &args.config {
         let cfg = cli::load_config(Some(path), &[], &Overrides::default())?;
-        let ports = cfg.ports.iter().map(|p| p.upstream).collect();
-        return Ok((cfg.allowlist, Some(ports)));
+        let from = FromConfig {
+            ports: cfg.ports.iter().map(|p| p.upstream).collect(),
+            family: cfg.lookup_family,
+            dns_ttl: cfg.dns_cache.refresh.unwrap_or(resolve::DEFAULT_TTL),
+            dns_max_hosts: cfg
+                .dns_cache
+                .max_hosts
+                .map_or(resolve::DEFAULT_MAX_HOSTS, |n| n as usize),
+        };
+        return Ok((cfg.allowlist, Some(from)));
     }
     if args.allow.is_empty() && !args.learn {
         bail!(

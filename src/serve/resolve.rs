@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::LookupFamily;
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::quoted;
 
@@ -166,12 +167,14 @@ fn parse_target(s: &str) -> Option<Pin> {
 /// Cached addresses and when they expire.
 type Cached = (Arc<[IpAddr]>, Instant);
 
-/// Pins, then `getaddrinfo` through a TTL- and size-bounded cache.
+/// Pins, then `getaddrinfo` through a TTL- and size-bounded cache, keeping
+/// the addresses of the lookup family (`--allow`: all of them).
 #[derive(Debug)]
 pub struct SystemResolver {
     pins: Pins,
     ttl: Duration,
     max_hosts: usize,
+    family: LookupFamily,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
@@ -181,6 +184,7 @@ impl SystemResolver {
             pins,
             ttl: DEFAULT_TTL,
             max_hosts: DEFAULT_MAX_HOSTS,
+            family: LookupFamily::All,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -188,6 +192,13 @@ impl SystemResolver {
     pub fn with_limits(mut self, ttl: Duration, max_hosts: usize) -> SystemResolver {
         self.ttl = ttl;
         self.max_hosts = max_hosts.max(1);
+        self
+    }
+
+    /// Keeps the addresses Envoy's forward proxy would, for a config's
+    /// `spec.dns.lookupFamily`. Pins are kept whatever their family.
+    pub fn with_family(mut self, family: LookupFamily) -> SystemResolver {
+        self.family = family;
         self
     }
 
@@ -237,21 +248,58 @@ impl Resolver for SystemResolver {
             return known;
         }
         let now = Instant::now();
-        let ips: Arc<[IpAddr]> = tokio::net::lookup_host((host, port))
+        let found: Vec<IpAddr> = tokio::net::lookup_host((host, port))
             .await?
             .map(|a| a.ip())
             .collect();
+        let ips: Arc<[IpAddr]> = of_family(self.family, found).into();
         if ips.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no addresses of the lookup family",
+            ));
         }
         self.store(host, ips.clone(), now);
         Ok(Addrs::Many(ips, port))
     }
 }
 
+/// The addresses Envoy's DNS cache hands on for `family`
+/// (`envoy.config.cluster.v3.Cluster.DnsLookupFamily`): `V4_ONLY` and
+/// `V6_ONLY` keep one family; `V4_PREFERRED` the IPv4 ones, or the IPv6
+/// ones if there are none; `AUTO` the reverse; `ALL` both.
+fn of_family(family: LookupFamily, ips: Vec<IpAddr>) -> Vec<IpAddr> {
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = ips.into_iter().partition(IpAddr::is_ipv4);
+    match family {
+        LookupFamily::V4Only => v4,
+        LookupFamily::V6Only => v6,
+        LookupFamily::V4Preferred if !v4.is_empty() => v4,
+        LookupFamily::V4Preferred => v6,
+        LookupFamily::Auto if !v6.is_empty() => v6,
+        LookupFamily::Auto => v4,
+        LookupFamily::All => v4.into_iter().chain(v6).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_families_keep_what_envoy_keeps() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let both = || vec![v6, v4];
+        use LookupFamily::*;
+        assert_eq!(of_family(V4Only, both()), [v4]);
+        assert_eq!(of_family(V6Only, both()), [v6]);
+        assert_eq!(of_family(V4Preferred, both()), [v4]);
+        assert_eq!(of_family(V4Preferred, vec![v6]), [v6]);
+        assert_eq!(of_family(Auto, both()), [v6]);
+        assert_eq!(of_family(Auto, vec![v4]), [v4]);
+        assert_eq!(of_family(All, both()), [v4, v6]);
+        assert_eq!(of_family(V4Only, vec![v6]), []);
+    }
 
     #[test]
     fn pins_match_exact_then_wildcard_then_any() {
