@@ -1648,7 +1648,20 @@ fn bad_flags_exit_2_before_serving() {
         (&["-c", "/nonexistent/egress.yaml"], "cannot read config"),
         (
             &["--learn", "--access-log", "-"],
-            "--learn prints its domain list on stdout, so --access-log - would mix",
+            "--learn prints its domain list on stdout, so an access log there",
+        ),
+        // The same file by another name (stdout is a pipe here).
+        (
+            &["--learn", "--access-log", "/dev/stdout"],
+            "--learn prints its domain list on stdout, so an access log there",
+        ),
+        (
+            &["--allow", "a.com", "--resolve", "a.com=127.0.0.1:0"],
+            "is not IP or IP:PORT with a port from 1 to 65535",
+        ),
+        (
+            &["--allow", "a.com", "--idle-timeout", "1.5s"],
+            "is not a whole number: give a smaller unit instead (e.g. `1500ms`",
         ),
         (
             &["--allow", "a.com", "--sched", "fifo"],

@@ -229,10 +229,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
+        "" => {
             return Err(format!(
                 "{} needs a unit: ms, s, m or h (e.g. `2s`)",
                 quoted(s)
+            ));
+        }
+        _ if unit.starts_with('.') => {
+            return Err(format!(
+                "{} is not a whole number: give a smaller unit instead (e.g. `1500ms` for 1.5 s)",
+                quoted(s)
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "{} has the unit {}; units are ms, s, m and h, in lower case (e.g. `24h` for a day)",
+                quoted(s),
+                quoted(unit)
             ));
         }
     };
@@ -318,9 +331,9 @@ fn serve(args: ServeArgs) -> Result<u8> {
   help: leave it out: the workers keep the system's default policy"
         );
     }
-    if args.learn && args.access_log.as_deref() == Some("-") {
+    if args.learn && args.access_log.as_deref().is_some_and(is_stdout) {
         bail!(
-            "--learn prints its domain list on stdout, so --access-log - would mix log lines into it
+            "--learn prints its domain list on stdout, so an access log there (--access-log -, or a path to stdout) would mix log lines into it
   help: send the access log to a file (--access-log FILE) or leave it on stderr"
         );
     }
@@ -461,6 +474,21 @@ fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<FromConfig>)> {
     Ok((list, None))
 }
 
+/// Whether an `--access-log` value is this process's stdout: `-`, or a
+/// path to the same file (`/dev/stdout`, or the file stdout is redirected to).
+fn is_stdout(spec: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if spec == "-" {
+        return true;
+    }
+    let same =
+        |a: std::fs::Metadata, b: std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    match (std::fs::metadata(spec), std::fs::metadata("/dev/stdout")) {
+        (Ok(a), Ok(b)) => same(a, b),
+        _ => false,
+    }
+}
+
 fn open_log(spec: Option<&str>, format: Format) -> Result<AccessLog> {
     Ok(match spec {
         Some("off") => AccessLog::off(),
@@ -565,6 +593,13 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("2").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("1.5s").unwrap_err().contains("`1500ms`"));
+        assert!(parse_duration("1S").unwrap_err().contains("the unit `S`"));
+        assert!(
+            parse_duration("1d")
+                .unwrap_err()
+                .contains("`24h` for a day")
+        );
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert!(parse_timeout("0ms").unwrap_err().contains("above zero"));

@@ -97,7 +97,7 @@ impl Pins {
             })?;
             let pin = parse_target(target).ok_or_else(|| {
                 format!(
-                    "--resolve {}: {} is not IP or IP:PORT (bracket IPv6 with a port: `[::1]:8443`)",
+                    "--resolve {}: {} is not IP or IP:PORT with a port from 1 to 65535 (bracket IPv6 with a port: `[::1]:8443`)",
                     quoted(flag),
                     quoted(target)
                 )
@@ -158,6 +158,9 @@ fn parse_target(s: &str) -> Option<Pin> {
         return Some(Pin { ip, port: None });
     }
     let a: SocketAddr = s.parse().ok()?;
+    if a.port() == 0 {
+        return None;
+    }
     Some(Pin {
         ip: a.ip(),
         port: Some(a.port()),
@@ -326,6 +329,7 @@ mod tests {
         for (flag, want) in [
             ("a.com", "expected PATTERN=IP[:PORT]"),
             ("a.com=host", "is not IP or IP:PORT"),
+            ("a.com=127.0.0.1:0", "is not IP or IP:PORT"),
             ("a*.com=1.2.3.4", "partial wildcards"),
             ("*.a.com=1.1.1.1", ""),
         ] {
