@@ -552,10 +552,12 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                                         (s != "*").then(|| Node {
                                             at: h.at,
                                             value: Value::Str(s.to_string()),
+                                            kubectl_bool: None,
                                         })
                                     })
                                     .collect(),
                             ),
+                            kubectl_bool: None,
                         };
                         if !hosts_no_ns.items().is_empty() {
                             push_list(f, GW_HOSTS, o, &hosts_no_ns);

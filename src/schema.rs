@@ -298,8 +298,9 @@ pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Vio
             help: None,
         })
         .collect();
-    if *family == Family::Kubernetes {
-        out.extend(server_checks(kind, object));
+    match family {
+        Family::Kubernetes => out.extend(server_checks(kind, object)),
+        Family::Istio => out.extend(metadata_strings(object)),
     }
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
     out.dedup();
@@ -352,6 +353,28 @@ fn server_checks(kind: &str, object: &Value) -> Vec<Violation> {
             }
         }
         _ => {}
+    }
+    out
+}
+
+/// Label and annotation values must be strings (`ObjectMeta`); the CRD
+/// schemas leave metadata to the API server, so it is checked here. A
+/// null reads as an empty string and passes.
+fn metadata_strings(object: &Value) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for field in ["labels", "annotations"] {
+        let Some(map) = object["metadata"][field].as_object() else {
+            continue;
+        };
+        for (k, v) in map {
+            if !(v.is_string() || v.is_null()) {
+                out.push(Violation {
+                    path: vec!["metadata".into(), field.into(), k.clone()],
+                    message: format!("{v} is not of type \"string\""),
+                    help: None,
+                });
+            }
+        }
     }
     out
 }

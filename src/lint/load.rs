@@ -56,6 +56,9 @@ impl Pos {
 pub struct Node {
     pub at: Pos,
     pub value: Value,
+    /// The boolean kubectl reads for this plain scalar where YAML 1.2 reads
+    /// a string: `yes`, `on`, `y` and the like (see [`kubectl_bool`]).
+    pub kubectl_bool: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,10 +142,15 @@ impl Node {
         }
     }
 
-    /// The node as JSON, for schema validation. Non-string keys become
-    /// their text, as Kubernetes would reject them anyway.
+    /// The node as JSON, for schema validation: as the API server gets it
+    /// from kubectl, so `yes` is a boolean (see [`kubectl_bool`]).
+    /// Non-string keys become their text, as Kubernetes would reject them
+    /// anyway.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
+        if let Some(b) = self.kubectl_bool {
+            return J::Bool(b);
+        }
         match &self.value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
@@ -257,8 +265,18 @@ impl Builder {
             }
             Event::DocumentEnd => return Ok(self.root.take()),
             Event::Scalar(text, style, anchor, tag) => {
+                let kubectl_bool = (style == ScalarStyle::Plain && tag.is_none())
+                    .then(|| kubectl_bool(&text))
+                    .flatten();
                 let value = scalar(text, style, tag.as_ref());
-                self.push(Node { at, value }, anchor)?;
+                self.push(
+                    Node {
+                        at,
+                        value,
+                        kubectl_bool,
+                    },
+                    anchor,
+                )?;
             }
             Event::Alias(id) => {
                 let node = self
@@ -279,6 +297,7 @@ impl Builder {
                     Node {
                         at,
                         value: Value::Seq(Vec::new()),
+                        kubectl_bool: None,
                     },
                     (anchor > 0).then_some(anchor),
                 ))?;
@@ -288,6 +307,7 @@ impl Builder {
                     Node {
                         at,
                         value: Value::Map(Vec::new()),
+                        kubectl_bool: None,
                     },
                     None,
                     (anchor > 0).then_some(anchor),
@@ -345,6 +365,18 @@ impl Builder {
             },
         }
         Ok(())
+    }
+}
+
+/// The boolean that kubectl, reading YAML 1.1 (`sigs.k8s.io/yaml` on
+/// go-yaml v2, `resolve.go`), makes of a plain scalar that YAML 1.2 reads
+/// as a string. The API server then refuses it where a string belongs
+/// (kubernetes/kubernetes#34146).
+pub fn kubectl_bool(text: &str) -> Option<bool> {
+    match text {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
     }
 }
 

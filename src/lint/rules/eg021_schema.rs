@@ -3,7 +3,9 @@
 //! (a misspelt `sniHost`), wrong types and bad enum values. Kubernetes
 //! objects are checked against their schemas too, and against the name
 //! rules the API server adds: a Service name that is no DNS-1035 label, a
-//! container port name over 15 characters.
+//! container port name over 15 characters. Values are checked as kubectl
+//! sends them: it reads YAML 1.1, where a plain `yes`, `on` or `y` is a
+//! boolean, so such a word where a string belongs is reported.
 //!
 //! ## Why is this bad?
 //! A misspelt field is dropped or rejected: `sniHost: [...]` instead of
@@ -104,6 +106,15 @@ fn check(ctx: &mut Ctx) {
                     escaped(&r.api_version),
                     r.kind
                 ));
+            } else if let Some((text, b)) = node
+                .filter(|_| v.message.contains("is not of type"))
+                .and_then(|n| Some((n.scalar_text()?, n.kubectl_bool?)))
+            {
+                message = format!(
+                    "{field_path} is {}, which kubectl reads as the boolean {b} (YAML 1.1), where a string belongs; the API server refuses it",
+                    quoted(&text)
+                );
+                help = Some(format!("quote it: \"{}\"", escaped(&text)));
             } else {
                 let shown_path = if field_path.is_empty() {
                     "object".to_string()
