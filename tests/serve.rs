@@ -133,6 +133,18 @@ impl Sink {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+    /// Waits up to 5 s for the log text to satisfy `done`, and returns it.
+    async fn until(&self, done: impl Fn(&str) -> bool) -> String {
+        for _ in 0..500 {
+            let t = self.text();
+            if done(&t) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.text()
+    }
+
     /// Waits until `n` lines are logged.
     async fn lines(&self, n: usize) -> Vec<String> {
         for _ in 0..500 {
@@ -749,7 +761,11 @@ async fn over_max_connections_are_refused_and_the_proxy_stays_up() {
             .unwrap(),
         b"still up"
     );
-    let log = p.log.text();
+    // Log lines are written by the log's own thread: wait for them.
+    let log = p
+        .log
+        .until(|t| t.matches("reason=max_connections").count() >= 5)
+        .await;
     assert_eq!(log.matches("reason=max_connections").count(), 5, "{log}");
     assert!(log.contains("flags=UO"));
     p.stop().await;

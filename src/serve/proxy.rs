@@ -223,5 +223,7 @@ pub async fn serve_workers<R: Resolver>(
             Err(_) => panicked = true,
         }
     }
+    // The last lines, bounded: an output nobody reads must not hold us.
+    proxy.log.flush(Duration::from_secs(1));
     Ok(Drained { cut, panicked })
 }
