@@ -237,3 +237,34 @@ fn twenty_thousand_domains_split_into_valid_objects() {
     assert_eq!(rendered.warnings.len(), 1);
     assert!(rendered.warnings[0].contains("kubectl apply --server-side"));
 }
+
+/// The EnvoyFilter repeats every name for each upstream port. Past the
+/// 1.5 MiB etcd stores by default, no way of applying it works, and the
+/// warning says so instead of suggesting server-side apply.
+#[test]
+fn an_envoy_filter_past_etcds_limit_is_warned_about() {
+    let mut cfg_text = String::from(
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: big\nspec:\n  ports: [443, 8443, 9443]\n  domains:\n",
+    );
+    for i in 0..16_000 {
+        cfg_text.push_str(&format!(
+            "  - service-{i:05}.region-{}.example-{}.com\n",
+            i % 7,
+            i % 13
+        ));
+    }
+    let (cfg, _) = config::parse("big.yaml", &cfg_text, &config::Overrides::default()).unwrap();
+    let rendered = render::render(&cfg).unwrap();
+    let filter = documents(&rendered.manifest)
+        .into_iter()
+        .find(|d| d["kind"] == "EnvoyFilter")
+        .unwrap();
+    assert!(serde_json::to_string(&filter).unwrap().len() > render::ETCD_LIMIT_BYTES);
+    assert_eq!(rendered.warnings.len(), 1, "{:?}", rendered.warnings);
+    assert!(
+        rendered.warnings[0].contains("etcd stores by default")
+            && !rendered.warnings[0].contains("apply with `kubectl apply --server-side`"),
+        "{}",
+        rendered.warnings[0]
+    );
+}

@@ -91,6 +91,10 @@ pub const SERVICE_ENTRY_MAX_HOSTS: usize = 256;
 /// annotations together (`TotalAnnotationSizeLimitB`).
 pub const OBJECT_LIMIT_BYTES: usize = 256 * 1024;
 
+/// Largest request etcd takes by default (`--max-request-bytes`, 1.5 MiB);
+/// the API server cannot store a larger object, however it is applied.
+pub const ETCD_LIMIT_BYTES: usize = 1536 * 1024;
+
 /// Budget for one VirtualService's hosts, as JSON bytes. It leaves room for
 /// the rest of the object and for annotations added by other tools.
 const VIRTUAL_SERVICE_HOST_BUDGET: usize = 200 * 1024;
@@ -358,7 +362,17 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
     }
 
     let filter_bytes = envoy_filter_json_estimate(&domains, cfg.ports.len());
-    if filter_bytes > OBJECT_LIMIT_BYTES {
+    if filter_bytes > ETCD_LIMIT_BYTES {
+        warnings.push(format!(
+            "the EnvoyFilter holds all {} server names once per upstream port and is about {} KiB, \
+             over the {} KiB that etcd stores by default (`--max-request-bytes`): the API server \
+             refuses it, `kubectl apply --server-side` included; use fewer, wider wildcards, or \
+             split the allowlist over several gateways (one config each)",
+            domains.len(),
+            filter_bytes / 1024,
+            ETCD_LIMIT_BYTES / 1024
+        ));
+    } else if filter_bytes > OBJECT_LIMIT_BYTES {
         warnings.push(format!(
             "the EnvoyFilter holds all {} server names and is about {} KiB, over the {} KiB that \
              client-side `kubectl apply` can store in its last-applied annotation; apply with \
