@@ -46,8 +46,13 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         f.write_all(contents)?;
         f.sync_all()?;
-        // Keep the permissions of the file we replace.
+        // Keep the owner and permissions of the file we replace. The owner
+        // only where we may change it (root); elsewhere the file becomes
+        // ours, as an editor's save makes it. Owner first: chown clears
+        // set-id bits.
         if let Some(meta) = &existing {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
             std::fs::set_permissions(&tmp, meta.permissions())?;
         }
         std::fs::rename(&tmp, &target)
