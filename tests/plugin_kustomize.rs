@@ -192,6 +192,38 @@ fn invalid_config_fails_the_build_with_the_reason() {
     assert!(stdout(&out).is_empty());
 }
 
+/// A generator file may hold several EgressGateways, one per document, as
+/// Kustomize reads it. An error in one is told against that document's
+/// lines in the user's file; it used to say the file must hold exactly
+/// one document.
+#[test]
+fn invalid_config_in_a_file_of_several_is_told_at_its_line() {
+    let sb = Sandbox::new();
+    let doc = |name: &str, domain: &str| {
+        format!(
+            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: {name}\nspec:\n  gateway:\n    name: {name}\n    namespace: {name}\n    deployment: {name}\n    serviceAccount: {name}\n  domains:\n  - {domain}\n"
+        )
+    };
+    sb.write(
+        "multi/egress.yaml",
+        &format!(
+            "# Two gateways.\n{}---\n# The second one.\n{}",
+            doc("first", "api.github.com"),
+            doc("second", "a..com")
+        ),
+    );
+    sb.write("multi/kustomization.yaml", "generators:\n- egress.yaml\n");
+    let out = sb.build("multi");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let expected = format!(
+        "{}:27:5: error: invalid domain `a..com`",
+        sb.path("multi/egress.yaml").display()
+    );
+    assert!(err.contains(&expected), "expected {expected:?} in:\n{err}");
+    assert!(!err.contains("multiple YAML documents"), "{err}");
+}
+
 #[test]
 fn invalid_config_via_a_base_is_told_against_kustomizes_copy() {
     // The generator file is not in the kustomization being built, so the

@@ -133,18 +133,6 @@ fn explain(err: &config::Error, text: &str, tmp_name: &str) -> String {
     let root = std::env::var_os("KUSTOMIZE_PLUGIN_CONFIG_ROOT")
         .map(PathBuf::from)
         .or_else(|| std::env::current_dir().ok());
-    let original = root.and_then(|r| original_file(text, &r));
-    if let Some(original) = original {
-        let name = original.display().to_string();
-        if let Ok(original_text) = read_bounded(&original) {
-            if let Err(e) = config::parse(&name, &original_text, &Overrides::default()) {
-                return match e.at {
-                    Some(_) => format!("invalid EgressGateway config\n{e}"),
-                    None => format!("invalid EgressGateway config {name}\n{e}"),
-                };
-            }
-        }
-    }
     let name = node::parse(text)
         .ok()
         .and_then(|d| d.into_iter().next())
@@ -154,10 +142,52 @@ fn explain(err: &config::Error, text: &str, tmp_name: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default();
+    let original = root.and_then(|r| original_file(text, &r));
+    if let Some(original) = original {
+        let path = original.display().to_string();
+        if let Ok(original_text) = read_bounded(&original) {
+            let one = only_document(&path, &original_text, &name);
+            let original_text = one.as_deref().unwrap_or(&original_text);
+            if let Err(e) = config::parse(&path, original_text, &Overrides::default()) {
+                return match e.at {
+                    Some(_) => format!("invalid EgressGateway config\n{e}"),
+                    None => format!("invalid EgressGateway config {path}\n{e}"),
+                };
+            }
+        }
+    }
     format!(
         "invalid EgressGateway config {} (positions refer to Kustomize's re-serialised copy {tmp_name})\n{err}",
         quoted(&name)
     )
+}
+
+/// In a file of several YAML documents (Kustomize reads each), the text of
+/// the EgressGateway named `name` alone, the other lines blanked so that
+/// line numbers still match the file. `None` for a file of one document.
+fn only_document(path: &str, text: &str, name: &str) -> Option<String> {
+    let docs = crate::lint::load::parse(0, path, text).ok()?;
+    if docs.len() < 2 {
+        return None;
+    }
+    let doc = docs.iter().find(|d| {
+        d.root.get("kind").and_then(|k| k.as_str()) == Some(config::KIND)
+            && d.root.path(&["metadata", "name"]).and_then(|n| n.as_str()) == Some(name)
+    })?;
+    // From the document's first line to the next document marker, which
+    // stands at the start of a line.
+    let first = doc.root.at.line as usize;
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == first {
+            inside = true;
+        } else if inside && (line.starts_with("---") || line.starts_with("...")) {
+            inside = false;
+        }
+        out.push_str(if inside { line } else { "\n" });
+    }
+    Some(out)
 }
 
 /// The file the config came from: Kustomize's `config.kubernetes.io/origin`
