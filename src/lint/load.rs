@@ -315,7 +315,11 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Open::Seq(n, a)) | Some(Open::Map(n, _, a)) => (n, a),
+                    Some(Open::Seq(n, a)) => (n, a),
+                    Some(Open::Map(mut n, _, a)) => {
+                        merge_keys(&mut n);
+                        (n, a)
+                    }
                     None => return Err("unbalanced collection end".into()),
                 };
                 self.push(node, anchor.unwrap_or(0))?;
@@ -366,6 +370,49 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// Resolves YAML merge keys (`<<: *base`, `<<: [*a, *b]`) in a mapping, as
+/// kubectl does (go-yaml; a YAML 1.1 feature that YAML 1.2 dropped): the
+/// merged mappings' entries are added where the mapping has no key of
+/// their own, earlier ones first. Merged entries keep their positions (in
+/// the anchored mapping). A `<<` whose value is no mapping stays as it is.
+fn merge_keys(map: &mut Node) {
+    let Value::Map(entries) = &mut map.value else {
+        return;
+    };
+    let is_merge = |k: &Node| k.as_str() == Some("<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = std::mem::take(entries)
+        .into_iter()
+        .partition(|(k, _)| is_merge(k));
+    for (key, value) in merges {
+        let sources = match value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => items,
+            _ => {
+                own.push((key, value));
+                continue;
+            }
+        };
+        for source in sources {
+            let Value::Map(merged) = source.value else {
+                continue;
+            };
+            for (k, v) in merged {
+                let name = k.as_str().map(str::to_string);
+                if !own
+                    .iter()
+                    .any(|(o, _)| o.as_str().is_some() && o.as_str() == name.as_deref())
+                {
+                    own.push((k, v));
+                }
+            }
+        }
+    }
+    *entries = own;
 }
 
 /// The boolean that kubectl, reading YAML 1.1 (`sigs.k8s.io/yaml` on
@@ -672,6 +719,26 @@ mod tests {
         assert_eq!((k.at.line, k.at.column), (6, 5));
         assert_eq!(v.as_str(), Some("x"));
         assert_eq!(v.at.line, 6);
+    }
+
+    #[test]
+    fn merge_keys_are_resolved_as_kubectl_does() {
+        let text = "base: &b {hosts: [a.com], port: 1}\nmore: &m {port: 2, tls: x}\nse:\n  <<: [*b, *m]\n  port: 3\nbad:\n  <<: 5\n";
+        let docs = parse(0, "t", text).unwrap();
+        let se = docs[0].root.get("se").unwrap();
+        let keys: Vec<&str> = se
+            .entries()
+            .iter()
+            .filter_map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(keys, ["port", "hosts", "tls"]);
+        // Explicit keys win, then the earlier merged mapping.
+        assert_eq!(se.get("port").unwrap().as_i64(), Some(3));
+        assert_eq!(se.get("tls").unwrap().as_str(), Some("x"));
+        // A merged entry keeps its own position, in the anchored mapping.
+        assert_eq!(se.get("hosts").unwrap().at.line, 1);
+        // Not mergeable: left for the schema check to report.
+        assert!(docs[0].root.get("bad").unwrap().get("<<").is_some());
     }
 
     #[test]
