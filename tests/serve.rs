@@ -1576,6 +1576,26 @@ fn exits_within(child: &mut Child, within: Duration) -> Option<i32> {
     panic!("still running {within:?} later");
 }
 
+/// Under `nohup`, SIGHUP stays ignored: the proxy serves on.
+#[test]
+fn sighup_under_nohup_is_ignored() {
+    let mut cmd = Command::new("nohup");
+    cmd.arg(assert_cmd::cargo::cargo_bin!("egressgen")).args([
+        "serve",
+        "--allow",
+        "*.test.local",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (mut child, addr, _log) = started(piped(cmd));
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP stopped it");
+    refused_promptly(addr);
+    signal(&child, "-TERM");
+    assert_eq!(exits_within(&mut child, Duration::from_secs(10)), Some(0));
+}
+
 /// The access log is on stderr by default. When nothing reads it (a pager
 /// left unscrolled, a terminal stopped with Ctrl-S, a stuck collector) the
 /// pipe fills; the proxy must keep serving, dropping log lines, and still

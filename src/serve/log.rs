@@ -107,6 +107,11 @@ struct SinkState {
     dropped: u64,
     /// A flush wants the gathered lines now.
     hurry: bool,
+    /// A flush timed out and the writer has not finished a write since:
+    /// further flushes do not wait again.
+    stuck: bool,
+    /// No more lines will come: the writer ends once `buf` is written.
+    closed: bool,
 }
 
 impl Sink {
@@ -123,10 +128,12 @@ impl Sink {
         let _ = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                loop {
-                    let bytes = writer.take();
+                while let Some(bytes) = writer.take() {
                     let _ = out.write_all(&bytes).and_then(|()| out.flush());
-                    writer.lock().writing = false;
+                    let mut st = writer.lock();
+                    st.writing = false;
+                    st.stuck = false;
+                    drop(st);
                     writer.written.notify_all();
                 }
             });
@@ -138,14 +145,18 @@ impl Sink {
     }
 
     /// Waits for lines (and, lazily, gathers them), then takes them.
-    fn take(&self) -> Vec<u8> {
+    /// `None` once the sink is closed and everything is written.
+    fn take(&self) -> Option<Vec<u8>> {
         let mut st = self.lock();
         while st.buf.is_empty() {
+            if st.closed {
+                return None;
+            }
             st = self.more.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if !self.eager {
             let until = Instant::now() + GATHER;
-            while !st.hurry {
+            while !st.hurry && !st.closed {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
@@ -159,7 +170,14 @@ impl Sink {
         }
         st.hurry = false;
         st.writing = true;
-        std::mem::take(&mut st.buf)
+        Some(std::mem::take(&mut st.buf))
+    }
+
+    /// No more lines: the writer thread ends once the queued ones are
+    /// written (or at once, if it is stuck, with the process).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.more.notify_one();
     }
 
     /// Queues `line` (which ends in a newline), or drops it if the buffer
@@ -178,7 +196,9 @@ impl Sink {
     }
 
     /// Waits up to `within` for every queued line to be written. False if
-    /// the output did not take them in time.
+    /// the output did not take them in time; once that happened, later
+    /// flushes do not wait again until the output takes a write, so a
+    /// stuck output costs one wait, not one per flush.
     pub fn flush(&self, within: Duration) -> bool {
         let until = Instant::now() + within;
         let mut st = self.lock();
@@ -186,7 +206,8 @@ impl Sink {
         self.more.notify_one();
         while !st.buf.is_empty() || st.writing {
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || st.stuck {
+                st.stuck = true;
                 return false;
             }
             st = self
@@ -201,6 +222,13 @@ impl Sink {
     /// Lines dropped because the output did not keep up.
     pub fn dropped(&self) -> u64 {
         self.lock().dropped
+    }
+
+    /// Lines dropped, and those still waiting for the output: the lines
+    /// lost if the process ends now.
+    pub fn lost(&self) -> u64 {
+        let st = self.lock();
+        st.dropped + st.buf.iter().filter(|&&b| b == b'\n').count() as u64
     }
 }
 
@@ -221,6 +249,16 @@ pub fn say(message: impl std::fmt::Display) {
 pub struct AccessLog {
     sink: Option<Arc<Sink>>,
     format: Format,
+    /// The sink is this log's own (not the shared stderr), closed with it.
+    owned: bool,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        if let (Some(sink), true) = (&self.sink, self.owned) {
+            sink.close();
+        }
+    }
 }
 
 impl AccessLog {
@@ -230,6 +268,7 @@ impl AccessLog {
         AccessLog {
             sink: Some(Sink::new(out, eager)),
             format,
+            owned: true,
         }
     }
 
@@ -238,6 +277,7 @@ impl AccessLog {
         AccessLog {
             sink: Some(stderr().clone()),
             format,
+            owned: false,
         }
     }
 
@@ -245,6 +285,7 @@ impl AccessLog {
         AccessLog {
             sink: None,
             format: Format::Text,
+            owned: false,
         }
     }
 
@@ -266,9 +307,9 @@ impl AccessLog {
         self.sink.as_ref().is_none_or(|s| s.flush(within))
     }
 
-    /// See [`Sink::dropped`].
-    pub fn dropped(&self) -> u64 {
-        self.sink.as_ref().map_or(0, |s| s.dropped())
+    /// See [`Sink::lost`].
+    pub fn lost(&self) -> u64 {
+        self.sink.as_ref().map_or(0, |s| s.lost())
     }
 }
 
@@ -408,12 +449,22 @@ mod tests {
             !sink.flush(Duration::from_millis(50)),
             "nothing could be written"
         );
+        assert_eq!(sink.lost(), 2 * fit as u64, "the dropped and the waiting");
+        // Stuck: a second flush does not wait again.
+        let again = Instant::now();
+        assert!(!sink.flush(Duration::from_secs(10)));
+        assert!(again.elapsed() < Duration::from_secs(1));
         // Once the output takes bytes, what was kept is written whole.
         for _ in 0..1000 {
             let _ = open.send(());
         }
-        assert!(sink.flush(Duration::from_secs(10)));
+        let opened = Instant::now();
+        while !sink.flush(Duration::from_millis(100)) {
+            assert!(opened.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(got.lock().unwrap().len(), (fit + 1) * line.len());
+        assert_eq!(sink.lost(), fit as u64, "only the dropped");
     }
 
     #[test]

@@ -419,10 +419,13 @@ fn serve(args: ServeArgs) -> Result<u8> {
     if learn {
         let _ = crate::output::print(&proxy.learned.report());
     }
-    if !proxy.log.flush(EXIT_FLUSH) || proxy.log.dropped() > 0 {
+    // serve_workers flushed the log; a stuck output is not waited for again.
+    proxy.log.flush(EXIT_FLUSH);
+    let lost = proxy.log.lost();
+    if lost > 0 {
         log::say(format_args!(
-            "egressgen serve: warning: {} access-log lines were lost: the log output did not keep up",
-            proxy.log.dropped()
+            "egressgen serve: warning: {lost} log line{} lost: the log output did not keep up",
+            if lost == 1 { " was" } else { "s were" }
         ));
     }
     if drained.panicked {
@@ -563,6 +566,17 @@ fn banner(listening: &[(SocketAddr, u16)], entries: usize, learn: bool) -> Strin
     out
 }
 
+/// Whether this process was started with SIGHUP ignored (`nohup`).
+fn hup_ignored() -> bool {
+    // SAFETY: with a null new action, sigaction only reads the current one
+    // into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// A future that completes on SIGINT, SIGTERM or SIGHUP. SIGHUP (the
 /// terminal closed, an SSH session dropped) drains like the others, so
 /// `--learn` still prints its list and the log keeps its last lines.
@@ -572,12 +586,24 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     // soon as the proxy says it is ready is never lost.
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    // Under `nohup` (SIGHUP ignored) it stays ignored: a handler would
+    // undo what the user asked for.
+    let mut hup = if hup_ignored() {
+        None
+    } else {
+        Some(signal(SignalKind::hangup()).context("cannot handle SIGHUP")?)
+    };
     Ok(async move {
+        let hangup = async {
+            match &mut hup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
-            _ = hup.recv() => {}
+            _ = hangup => {}
         }
         log::say("egressgen serve: shutting down, draining open connections");
     })

@@ -272,6 +272,10 @@ impl Resolver for SystemResolver {
 /// `V6_ONLY` keep one family; `V4_PREFERRED` the IPv4 ones, or the IPv6
 /// ones if there are none; `AUTO` the reverse; `ALL` both.
 fn of_family(family: LookupFamily, ips: Vec<IpAddr>) -> Vec<IpAddr> {
+    // In the resolver's order (RFC 6724 for getaddrinfo).
+    if family == LookupFamily::All {
+        return ips;
+    }
     let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = ips.into_iter().partition(IpAddr::is_ipv4);
     match family {
         LookupFamily::V4Only => v4,
@@ -280,7 +284,7 @@ fn of_family(family: LookupFamily, ips: Vec<IpAddr>) -> Vec<IpAddr> {
         LookupFamily::V4Preferred => v6,
         LookupFamily::Auto if !v6.is_empty() => v6,
         LookupFamily::Auto => v4,
-        LookupFamily::All => v4.into_iter().chain(v6).collect(),
+        LookupFamily::All => unreachable!("returned above"),
     }
 }
 
@@ -300,7 +304,7 @@ mod tests {
         assert_eq!(of_family(V4Preferred, vec![v6]), [v6]);
         assert_eq!(of_family(Auto, both()), [v6]);
         assert_eq!(of_family(Auto, vec![v4]), [v4]);
-        assert_eq!(of_family(All, both()), [v4, v6]);
+        assert_eq!(of_family(All, both()), [v6, v4], "the resolver's order");
         assert!(of_family(V4Only, vec![v6]).is_empty());
     }
 
