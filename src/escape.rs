@@ -76,14 +76,15 @@ pub fn controls_escaped(s: &str) -> String {
 }
 
 /// `s` as one word of a command we suggest: bare when it is plain, in
-/// single quotes otherwise, so it pastes back as it is. A word with a
-/// character that could act on a terminal is shown [`escaped`] instead,
-/// which is safe to print but not to paste.
+/// single quotes otherwise, so it pastes back as it is (non-ASCII text
+/// included). A word with a character that could act on a terminal or hide
+/// text is shown [`escaped`] instead, which is safe to print but not to
+/// paste.
 pub fn shell_word(s: &str) -> String {
     let plain = |b: u8| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b);
     if !s.is_empty() && s.bytes().all(plain) {
         s.to_string()
-    } else if s.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+    } else if controls_escaped(s) == s {
         format!("'{}'", s.replace('\'', r"'\''"))
     } else {
         quoted(s)
@@ -100,6 +101,11 @@ mod tests {
         assert_eq!(shell_word("*.example.com"), "'*.example.com'");
         assert_eq!(shell_word("my file's.yaml"), r"'my file'\''s.yaml'");
         assert_eq!(shell_word(""), "''");
+        assert_eq!(
+            shell_word("d\u{e9}ploiement.yaml"),
+            "'d\u{e9}ploiement.yaml'"
+        );
+        assert_eq!(shell_word("a\u{202e}b"), "`a\\u{202e}b`");
         assert_eq!(shell_word("a\x1b[31m"), "`a\\u{1b}[31m`");
     }
 

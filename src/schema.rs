@@ -335,9 +335,16 @@ fn server_checks(kind: &str, object: &Value) -> Vec<Violation> {
                 &object["metadata"]["name"],
                 dns1035_label,
             );
-            for (i, p) in list(&object["spec"]["ports"]).iter().enumerate() {
+            // A name is required only when there are several ports.
+            let ports = list(&object["spec"]["ports"]);
+            let rule = if ports.len() > 1 {
+                dns1123_label
+            } else {
+                empty_or_dns1123_label
+            };
+            for (i, p) in ports.iter().enumerate() {
                 let i = i.to_string();
-                check(&["spec", "ports", &i, "name"], &p["name"], dns1123_label);
+                check(&["spec", "ports", &i, "name"], &p["name"], rule);
             }
         }
         "Deployment" => {
@@ -347,7 +354,7 @@ fn server_checks(kind: &str, object: &Value) -> Vec<Violation> {
                     for (j, p) in list(&c["ports"]).iter().enumerate() {
                         let (i, j) = (i.to_string(), j.to_string());
                         let path = ["spec", "template", "spec", field, &i, "ports", &j, "name"];
-                        check(&path, &p["name"], port_name);
+                        check(&path, &p["name"], empty_or_port_name);
                     }
                 }
             }
@@ -392,6 +399,15 @@ fn dns1123_label(s: &str) -> Option<&'static str> {
     )
 }
 
+fn empty_or_dns1123_label(s: &str) -> Option<&'static str> {
+    if s.is_empty() { None } else { dns1123_label(s) }
+}
+
+/// Container ports may go unnamed.
+fn empty_or_port_name(s: &str) -> Option<&'static str> {
+    if s.is_empty() { None } else { port_name(s) }
+}
+
 fn dns1035_label(s: &str) -> Option<&'static str> {
     let ok = dns1123_label(s).is_none() && s.starts_with(|c: char| c.is_ascii_lowercase());
     (!ok).then_some(
@@ -427,6 +443,17 @@ mod tests {
         let v = validate("v1", "Service", &svc).unwrap();
         let paths: Vec<String> = v.iter().map(|v| v.path.join(".")).collect();
         assert_eq!(paths, ["metadata.name", "spec.ports.1.name"]);
+        // One port may go unnamed; two may not.
+        let svc = |ports: serde_json::Value| {
+            let s = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gw"},
+                "spec": {"ports": ports}});
+            validate("v1", "Service", &s).unwrap().len()
+        };
+        assert_eq!(svc(json!([{"name": "", "port": 443}])), 0);
+        assert_eq!(
+            svc(json!([{"name": "", "port": 443}, {"name": "b", "port": 80}])),
+            1
+        );
         assert!(v[0].message.starts_with("not a DNS-1035 label"));
 
         let deployment = |name: &str| {
@@ -434,7 +461,7 @@ mod tests {
                 "spec": {"selector": {}, "template": {"spec": {"containers": [
                     {"name": "c", "ports": [{"name": name, "containerPort": 10443}]}]}}}})
         };
-        for ok in ["tls-egress-8443", "tls-eg-10443", "http"] {
+        for ok in ["tls-egress-8443", "tls-eg-10443", "http", ""] {
             assert_eq!(
                 validate("apps/v1", "Deployment", &deployment(ok)).unwrap(),
                 [],

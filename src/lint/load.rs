@@ -354,7 +354,8 @@ impl Builder {
                 None => *key = Some(node),
                 Some(k) => {
                     if let Value::Map(entries) = &mut map.value {
-                        if let Some(name) = k.as_str() {
+                        // Several merge keys are allowed (go-yaml applies each).
+                        if let Some(name) = k.as_str().filter(|n| *n != "<<") {
                             if entries.iter().any(|(old, _)| old.as_str() == Some(name)) {
                                 self.error_at = Some(k.at);
                                 return Err(format!(
@@ -372,11 +373,14 @@ impl Builder {
     }
 }
 
-/// Resolves YAML merge keys (`<<: *base`, `<<: [*a, *b]`) in a mapping, as
-/// kubectl does (go-yaml; a YAML 1.1 feature that YAML 1.2 dropped): the
-/// merged mappings' entries are added where the mapping has no key of
-/// their own, earlier ones first. Merged entries keep their positions (in
-/// the anchored mapping). A `<<` whose value is no mapping stays as it is.
+/// Resolves YAML merge keys (`<<: *base`, `<<: [*a, *b]`) in a mapping as
+/// kubectl does. Its YAML reader (`sigs.k8s.io/yaml`'s fork of go-yaml v2,
+/// `decoder.mapping`) applies a mapping's entries in document order, each
+/// setting its key: a merge sets every key of the merged mapping, over
+/// what came before it, and a later key overrides a merge. In a list of
+/// merged mappings the earlier ones win (applied last). Merged entries
+/// keep their positions (in the anchored mapping). A `<<` whose value is
+/// no mapping stays as it is, for the schema check to report.
 fn merge_keys(map: &mut Node) {
     let Value::Map(entries) = &mut map.value else {
         return;
@@ -385,34 +389,38 @@ fn merge_keys(map: &mut Node) {
     if !entries.iter().any(|(k, _)| is_merge(k)) {
         return;
     }
-    let (merges, mut own): (Vec<_>, Vec<_>) = std::mem::take(entries)
-        .into_iter()
-        .partition(|(k, _)| is_merge(k));
-    for (key, value) in merges {
+    let set = |out: &mut Vec<(Node, Node)>, k: Node, v: Node| match out
+        .iter_mut()
+        .find(|(o, _)| o.as_str().is_some() && o.as_str() == k.as_str())
+    {
+        Some(slot) => *slot = (k, v),
+        None => out.push((k, v)),
+    };
+    let mut out: Vec<(Node, Node)> = Vec::new();
+    for (key, value) in std::mem::take(entries) {
+        if !is_merge(&key) {
+            set(&mut out, key, value);
+            continue;
+        }
         let sources = match value.value {
             Value::Map(_) => vec![value],
-            Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => items,
+            Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => {
+                items.into_iter().rev().collect()
+            }
             _ => {
-                own.push((key, value));
+                out.push((key, value));
                 continue;
             }
         };
         for source in sources {
-            let Value::Map(merged) = source.value else {
-                continue;
-            };
-            for (k, v) in merged {
-                let name = k.as_str().map(str::to_string);
-                if !own
-                    .iter()
-                    .any(|(o, _)| o.as_str().is_some() && o.as_str() == name.as_deref())
-                {
-                    own.push((k, v));
+            if let Value::Map(merged) = source.value {
+                for (k, v) in merged {
+                    set(&mut out, k, v);
                 }
             }
         }
     }
-    *entries = own;
+    *entries = out;
 }
 
 /// The boolean that kubectl, reading YAML 1.1 (`sigs.k8s.io/yaml` on
@@ -723,20 +731,21 @@ mod tests {
 
     #[test]
     fn merge_keys_are_resolved_as_kubectl_does() {
-        let text = "base: &b {hosts: [a.com], port: 1}\nmore: &m {port: 2, tls: x}\nse:\n  <<: [*b, *m]\n  port: 3\nbad:\n  <<: 5\n";
+        let text = "base: &b {hosts: [a.com], port: 1, tls: b}\nmore: &m {port: 2, tls: m}\nse:\n  <<: [*b, *m]\n  port: 3\nlate:\n  hosts: [own.com]\n  <<: *b\n  <<: *m\nbad:\n  <<: 5\n";
         let docs = parse(0, "t", text).unwrap();
         let se = docs[0].root.get("se").unwrap();
-        let keys: Vec<&str> = se
-            .entries()
-            .iter()
-            .filter_map(|(k, _)| k.as_str())
-            .collect();
-        assert_eq!(keys, ["port", "hosts", "tls"]);
-        // Explicit keys win, then the earlier merged mapping.
+        // A later key overrides the merge; in a list, the earlier mapping wins.
         assert_eq!(se.get("port").unwrap().as_i64(), Some(3));
-        assert_eq!(se.get("tls").unwrap().as_str(), Some("x"));
+        assert_eq!(se.get("tls").unwrap().as_str(), Some("b"));
         // A merged entry keeps its own position, in the anchored mapping.
         assert_eq!(se.get("hosts").unwrap().at.line, 1);
+        // A merge after a key overrides it, and a later merge an earlier one.
+        let late = docs[0].root.get("late").unwrap();
+        assert_eq!(
+            late.get("hosts").unwrap().items()[0].as_str(),
+            Some("a.com")
+        );
+        assert_eq!(late.get("tls").unwrap().as_str(), Some("m"));
         // Not mergeable: left for the schema check to report.
         assert!(docs[0].root.get("bad").unwrap().get("<<").is_some());
     }

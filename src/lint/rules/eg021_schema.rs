@@ -107,7 +107,7 @@ fn check(ctx: &mut Ctx) {
                     r.kind
                 ));
             } else if let Some((text, b)) = node
-                .filter(|_| v.message.contains("is not of type"))
+                .filter(|_| v.message.contains("is not of type \"string\""))
                 .and_then(|n| Some((n.scalar_text()?, n.kubectl_bool?)))
             {
                 message = format!(
