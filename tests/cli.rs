@@ -372,20 +372,9 @@ fn check_suggests_the_command_that_updates_the_file() {
         };
         let stderr = check().assert().code(1).get_output().stderr.clone();
         let stderr = String::from_utf8(stderr).unwrap();
-        let hint = stderr
-            .split_once("to update it, run `")
-            .and_then(|(_, rest)| rest.split_once('`'))
-            .map(|(cmd, _)| cmd)
-            .unwrap_or_else(|| panic!("{stderr}"));
+        let hint = common::suggested_command(&stderr, "to update it, run `");
         assert!(hint.starts_with("egressgen render "), "{hint}");
-        let bin = assert_cmd::cargo::cargo_bin!("egressgen");
-        let status = std::process::Command::new("sh")
-            .args([
-                "-c",
-                &format!("{} {}", bin.display(), &hint["egressgen ".len()..]),
-            ])
-            .status()
-            .unwrap();
+        let status = common::run_suggested(hint).status;
         assert!(status.success(), "{hint}");
         check().assert().success();
         std::fs::write(&out, "stale\n").unwrap();

@@ -1,6 +1,8 @@
 //! `egressgen lint` from the outside: exit codes 0/1/2, stdin, bad input,
 //! and agreement with `render --check`.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
@@ -295,23 +297,12 @@ fn file_and_config_paths_in_drift_findings_are_escaped() {
         .stdout
         .clone();
     let out = String::from_utf8(out).unwrap();
-    let command = out
-        .split_once("help: run `")
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(cmd, _)| cmd)
-        .unwrap_or_else(|| panic!("{out}"));
+    let command = common::suggested_command(&out, "help: run `");
     assert_eq!(
         command,
         format!("egressgen render -c '{}'", spaced.display())
     );
-    let bin = assert_cmd::cargo::cargo_bin!("egressgen");
-    let rendered = std::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!("{} {}", bin.display(), &command["egressgen ".len()..]),
-        ])
-        .output()
-        .unwrap();
+    let rendered = common::run_suggested(command);
     assert!(rendered.status.success(), "{command}");
     std::fs::write(&manifest, rendered.stdout).unwrap();
     lint([OsStr::new("-c"), spaced.as_os_str(), manifest.as_os_str()]).code(0);

@@ -38,6 +38,17 @@ impl Pkg {
         self.path("pkg")
     }
 
+    /// Someone edits the generated VirtualService by hand: drift.
+    fn edit_a_generated_host_by_hand(&self) {
+        let file = self.pkg().join("egressgen-wildcard.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replacen("  - api.github.com\n", "  - api.gitlab.com\n", 1),
+        )
+        .unwrap();
+    }
+
     fn exec(&self) -> String {
         format!("{} fn", bin().display())
     }
@@ -324,13 +335,7 @@ fn validator_fails_on_a_drifted_package() {
     let before = snapshot_dir(&pkg.pkg());
 
     // Someone edits the generated VirtualService by hand.
-    let file = pkg.pkg().join("egressgen-wildcard.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replacen("  - api.github.com\n", "  - api.gitlab.com\n", 1),
-    )
-    .unwrap();
+    pkg.edit_a_generated_host_by_hand();
     let drifted = pkg.path("drift-results");
     let out = lint(&drifted);
     assert!(!out.status.success(), "{}", stderr(&out));
@@ -399,13 +404,7 @@ fn fn_eval_without_fn_config_uses_the_package_config() {
     };
     assert_ok(&eval("fn lint"));
 
-    let file = pkg.pkg().join("egressgen-wildcard.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replacen("  - api.github.com\n", "  - api.gitlab.com\n", 1),
-    )
-    .unwrap();
+    pkg.edit_a_generated_host_by_hand();
     let out = eval("fn lint");
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(

@@ -28,3 +28,25 @@ pub fn id(doc: &serde_json::Value) -> String {
         doc["metadata"]["name"].as_str().unwrap_or("?")
     )
 }
+
+/// The command a message suggests: the text in backticks after `intro`.
+pub fn suggested_command<'a>(message: &'a str, intro: &str) -> &'a str {
+    message
+        .split_once(intro)
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(cmd, _)| cmd)
+        .unwrap_or_else(|| panic!("no command after {intro:?} in:\n{message}"))
+}
+
+/// Runs a suggested `egressgen ...` command through `sh`, as a user
+/// pasting it would, with the binary under test.
+pub fn run_suggested(command: &str) -> std::process::Output {
+    let args = command
+        .strip_prefix("egressgen ")
+        .unwrap_or_else(|| panic!("not an egressgen command: {command}"));
+    let bin = assert_cmd::cargo::cargo_bin!("egressgen");
+    std::process::Command::new("sh")
+        .args(["-c", &format!("{} {args}", bin.display())])
+        .output()
+        .unwrap()
+}
