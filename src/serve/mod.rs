@@ -397,10 +397,7 @@ fn serve(args: ServeArgs) -> Result<u8> {
         .block_on(proxy::serve_workers(
             proxy.clone(),
             sockets,
-            || {
-                log::say(banner.trim_end());
-                Ok(())
-            },
+            || log::say(banner.trim_end()),
             shutdown,
         ))
         .context("cannot start the workers")?;

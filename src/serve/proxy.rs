@@ -117,7 +117,7 @@ pub async fn serve<R: Resolver>(
             )),
         }
     }
-    match serve_workers(proxy, vec![worker], || Ok(()), shutdown).await {
+    match serve_workers(proxy, vec![worker], || {}, shutdown).await {
         Ok(d) => d,
         Err(e) => {
             super::log::say(format_args!("egressgen serve: cannot start: {e}"));
@@ -139,7 +139,7 @@ pub async fn serve<R: Resolver>(
 /// Everything that can fail (the pollers, registering the listeners, each
 /// thread's scheduling policy) is done before the first worker starts;
 /// then `on_ready` runs (the caller's "listening on" lines), and the workers
-/// start serving only if it succeeds.
+/// start serving.
 ///
 /// A worker that panics stops the proxy, as `shutdown` would, and
 /// [`Drained::panicked`] says so. Serving on without it would strand its
@@ -147,7 +147,7 @@ pub async fn serve<R: Resolver>(
 pub async fn serve_workers<R: Resolver>(
     proxy: Arc<Proxy<R>>,
     workers: Vec<Vec<(std::net::TcpListener, u16)>>,
-    on_ready: impl FnOnce() -> io::Result<()>,
+    on_ready: impl FnOnce(),
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<Drained> {
     let open = Arc::new(AtomicUsize::new(0));
@@ -201,7 +201,7 @@ pub async fn serve_workers<R: Resolver>(
         // Dropping the `go` senders ends the threads that were waiting.
         return Err(e);
     }
-    on_ready()?;
+    on_ready();
     let mut running: Vec<(Arc<Inbox>, _)> = Vec::new();
     for (inbox, rx, go) in started {
         let _ = go.send(());
