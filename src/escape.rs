@@ -57,6 +57,24 @@ pub fn escaped_bytes(b: &[u8]) -> String {
     out
 }
 
+/// Bytes that may not be UTF-8 (an SNI off the wire), for a JSON string:
+/// only what could act on a terminal or hide text is escaped (as
+/// [`controls_escaped`] does), and bytes that are not UTF-8 as `\xNN`;
+/// JSON itself quotes the rest.
+pub fn json_bytes(b: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in b.utf8_chunks() {
+        out.push_str(&controls_escaped(chunk.valid()));
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+        if out.len() > MAX_SHOWN * 4 {
+            break;
+        }
+    }
+    out
+}
+
 /// `s` with only what can act on a terminal escaped: control characters
 /// and the Unicode format characters that reorder or hide text (bidi
 /// overrides and isolates, zero-width marks), as `\u{..}`. For a value that

@@ -345,7 +345,7 @@ pub fn json(e: &Entry<'_>) -> String {
     let v = serde_json::json!({
         "start_time": rfc3339(e.start),
         "downstream_remote_address": e.downstream.to_string(),
-        "requested_server_name": e.sni.map(escape::escaped_bytes),
+        "requested_server_name": e.sni.map(escape::json_bytes),
         "ech": e.ech,
         "decision": e.decision,
         "reason": e.reason,
@@ -489,6 +489,10 @@ mod tests {
         assert_eq!(j.lines().count(), 1);
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["requested_server_name"], "x\\u{1b}[2J\\u{0}\\xff");
+        // A backtick means nothing in JSON: it stays as sent.
+        let j = json(&entry(Some(b"a`b.com")));
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["requested_server_name"], "a`b.com");
         assert_eq!(v["response_flags"], "NR");
     }
 }
