@@ -47,6 +47,12 @@ impl Resource {
             .collect()
     }
 
+    /// The API group (`networking.istio.io`; empty for the core group):
+    /// with kind, namespace and name, what makes two objects the same one.
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+
     pub fn reference(&self) -> ResourceRef {
         ResourceRef {
             kind: self.kind.clone(),
@@ -218,6 +224,11 @@ pub struct Model {
     /// egressgen's own configs (`kind: EgressGateway`) met in the input:
     /// source and position. Not manifests, so not linted.
     pub configs: Vec<(usize, Pos)>,
+    /// Objects defined again later in the input (same group, kind,
+    /// namespace and name), with the index in `resources` of the later
+    /// definition, which replaced them there: `kubectl apply` keeps the
+    /// last one it applies.
+    pub overridden: Vec<(Resource, usize)>,
 }
 
 impl Model {
@@ -330,7 +341,19 @@ impl Model {
             ("v1", "Service") | ("apps/v1", "Deployment") | ("v1", "ConfigMap")
         );
         if r.is_istio() || core || crate::schema::known(&r.api_version, &r.kind) {
-            self.resources.push(r);
+            let same = |o: &Resource| {
+                o.group() == r.group()
+                    && o.kind == r.kind
+                    && o.namespace == r.namespace
+                    && o.name == r.name
+            };
+            match self.resources.iter().position(same) {
+                Some(j) => {
+                    let earlier = std::mem::replace(&mut self.resources[j], r);
+                    self.overridden.push((earlier, j));
+                }
+                None => self.resources.push(r),
+            }
         }
     }
 

@@ -36,6 +36,7 @@ mod eg022_allow_any_outbound;
 mod eg023_unknown_gateway;
 mod eg024_patch_context_not_gateway;
 mod eg025_missing_tls_inspector;
+mod eg026_duplicate_object;
 
 /// One lint rule.
 #[derive(Debug)]
@@ -111,6 +112,7 @@ pub const RULES: &[Rule] = &[
     eg023_unknown_gateway::RULE,
     eg024_patch_context_not_gateway::RULE,
     eg025_missing_tls_inspector::RULE,
+    eg026_duplicate_object::RULE,
 ];
 
 /// Looks a rule up by code, case-insensitively.
@@ -150,13 +152,26 @@ impl<'a> Ctx<'a> {
         message: String,
         help: Option<String>,
     ) {
+        self.report_as(self.rule.severity, i, at, field_path, message, help);
+    }
+
+    /// [`Ctx::report`] with a severity other than the rule's.
+    pub fn report_as(
+        &mut self,
+        severity: Severity,
+        i: usize,
+        at: Pos,
+        field_path: &str,
+        message: String,
+        help: Option<String>,
+    ) {
         let r = &self.model.resources[i];
         if r.ignore.iter().any(|c| c == self.rule.code) {
             return;
         }
         self.findings.push(Finding {
             code: self.rule.code,
-            severity: self.rule.severity,
+            severity,
             message,
             help,
             file: self.model.file(r).to_string(),
