@@ -31,14 +31,15 @@ use crate::escape::{escaped, quoted};
 use crate::lint::Source;
 use crate::lint::load::{self, Node, Pos, Value};
 
-/// Filters Istio 1.20 removed from its proxy: the recipe's signature.
+/// Filters Istio 1.20 removed from its proxy: with the nginx SNI proxy,
+/// the recipe's signature. (`sni_cluster`, which the recipe's variant used
+/// with `tcp_cluster_rewrite`, is still in Envoy: the post-1.20 pattern
+/// that egressgen renders uses it too, so it proves nothing alone.)
 const REMOVED_FILTERS: &[&str] = &[
     "forward_downstream_sni",
     "sni_verifier",
     "envoy.filters.network.tcp_cluster_rewrite",
     "tcp_cluster_rewrite",
-    "envoy.filters.network.sni_cluster",
-    "sni_cluster",
 ];
 
 /// The nginx sidecar's registry name in the recipe.
@@ -300,14 +301,15 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         .into_iter()
         .collect();
 
-    // The new gateway must not be selected by the old Gateway (nor the old
-    // pods by the new one) while both run.
+    // The new gateway must not be selected by the old Gateway, nor the old
+    // pods by the new one, while both run. The old pods carry at least the
+    // old selector's labels, so either set inside the other is a clash.
     let defaults = config::GatewaySpec::default().labels.value;
     let default_labels: Vec<(String, String)> = defaults.into_iter().collect();
     let clash = f
         .old_selectors
         .iter()
-        .any(|s| !s.is_empty() && s.iter().all(|kv| default_labels.contains(kv)));
+        .any(|s| selectors_clash(s, &default_labels));
     let labels: Vec<(String, String)> = if clash {
         vec![(
             SIDE_BY_SIDE_LABEL.0.to_string(),
@@ -345,12 +347,66 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
     let mut config_text = config_text;
     config_text.push('\n');
     // What we write must load: the round trip starts here.
-    config::parse("migrated config", &config_text, &Overrides::default()).map_err(|e| Error {
-        message: format!("the migrated config does not load: {e}"),
-        help: Some(
-            "pass --istio-version X.Y with a supported version (1.16 or newer), or fix the old ports".into(),
-        ),
+    let (new_cfg, _) = config::parse("migrated config", &config_text, &Overrides::default())
+        .map_err(|e| Error {
+            message: format!("the migrated config does not load: {e}"),
+            help: Some(
+                "pass --istio-version X.Y with a supported version (1.16 or newer), or fix the old ports".into(),
+            ),
+        })?;
+    // An old object with the name of one the new config renders is
+    // replaced by step 1: deleting it afterwards would delete the new one.
+    let rendered = crate::render::render(&new_cfg).map_err(|e| Error {
+        message: format!("the migrated config does not render: {e}"),
+        help: None,
     })?;
+    let new_objs: Vec<(String, String, String, String)> =
+        load::parse(0, "rendered", &rendered.manifest)?
+            .into_iter()
+            .map(|d| {
+                let text = |p: &[&str]| {
+                    d.root
+                        .path(p)
+                        .and_then(Node::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let api = text(&["apiVersion"]);
+                let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+                (
+                    group,
+                    text(&["kind"]),
+                    text(&["metadata", "namespace"]),
+                    text(&["metadata", "name"]),
+                )
+            })
+            .collect();
+    let replaced: Vec<usize> = f
+        .old
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| {
+            let o = &objs[*i];
+            let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            new_objs.iter().any(|(g, k, ns, n)| {
+                g == group
+                    && *k == o.kind
+                    && *n == o.name
+                    // No namespace in the file: applied to the context's,
+                    // `default` unless set otherwise.
+                    && o.namespace.as_deref().unwrap_or("default") == ns
+            })
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for i in &replaced {
+        f.review.push(format!(
+            "{} ({}) has the name of an object the new config renders: step 1 replaces it in place, so it is not deleted",
+            objs[*i].display(),
+            objs[*i].loc()
+        ));
+    }
 
     let review = disagreements.len() + f.review.len();
     let plan = plan(
@@ -362,6 +418,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         &ports,
         config_namespace.as_deref(),
         clash,
+        &replaced,
         opts,
     );
     Ok(Migration {
@@ -517,8 +574,20 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         });
     }
 
-    // 2. The rest of the recipe.
-    for (i, o) in objs.iter().enumerate() {
+    // 2. The rest of the recipe. ServiceEntries last, each matched against
+    // the routes' and Gateways' names only, so that neither input order
+    // nor one ServiceEntry can pull in another.
+    let entries_last = objs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.kind != "ServiceEntry")
+        .chain(
+            objs.iter()
+                .enumerate()
+                .filter(|(_, o)| o.kind == "ServiceEntry"),
+        );
+    let mut routed: Option<Vec<Pattern>> = None;
+    for (i, o) in entries_last {
         let spec = o.spec();
         match o.kind.as_str() {
             "Gateway" if is_istio(o) => {
@@ -593,8 +662,9 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                     continue;
                 }
                 // Part of the recipe when it names any host the routes name.
-                let routed: Vec<Pattern> =
-                    f.lists.iter().flat_map(|l| l.patterns.clone()).collect();
+                let routed: &Vec<Pattern> = routed.get_or_insert_with(|| {
+                    f.lists.iter().flat_map(|l| l.patterns.clone()).collect()
+                });
                 let overlaps = host_strings.iter().any(|(h, _)| {
                     Pattern::parse(h).is_ok_and(|(p, _)| {
                         routed
@@ -644,10 +714,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                 if spec.is_some_and(|s| s.get("filters").is_some()) {
                     f.filters_api = true;
                 }
-                if names
-                    .iter()
-                    .any(|n| n.contains("sni_cluster") || n.contains("tcp_cluster_rewrite"))
-                {
+                if names.iter().any(|n| n.contains("tcp_cluster_rewrite")) {
                     f.sni_cluster = true;
                 }
                 names.dedup();
@@ -656,7 +723,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                 } else if names.iter().any(|n| n == "sni_verifier") {
                     "inserts sni_verifier (removed in Istio 1.20)"
                 } else {
-                    "inserts sni_cluster/tcp_cluster_rewrite (tcp_cluster_rewrite removed in Istio 1.20)"
+                    "inserts tcp_cluster_rewrite with sni_cluster (tcp_cluster_rewrite removed in Istio 1.20)"
                 };
                 f.old.push((i, role));
             }
@@ -698,6 +765,17 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         }
     }
 
+    // Routes to a gateway alone are not the recipe: egressgen's own output
+    // and the post-1.20 pattern have them too, and migrating those would
+    // plan to delete what replaces them.
+    let signature = f.nginx || f.old.iter().any(|(i, _)| objs[*i].kind == "EnvoyFilter");
+    if !signature {
+        return Err(Error {
+            message: "found routes to an egress gateway, but none of the recipe's own pieces: no EnvoyFilter with forward_downstream_sni, sni_verifier or tcp_cluster_rewrite (removed in Istio 1.20), and no nginx SNI proxy; this does not look like the Istio <=1.19 wildcard egress recipe".into(),
+            help: Some("egressgen's own manifests and the post-1.20 pattern need no migration (check them with `egressgen lint`); for the old recipe, pass its EnvoyFilters too".into()),
+        });
+    }
+
     // 3. The old gateway's own workload, when the input holds it.
     let selectors: Vec<Vec<(String, String)>> = f
         .old
@@ -706,7 +784,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         .map(|(i, _)| labels(objs[*i].spec().and_then(|s| s.get("selector"))))
         .collect();
     f.old_selectors = selectors.clone();
-    let mut deployments = Vec::new();
+    let mut deployments: Vec<(String, Option<String>)> = Vec::new();
     for (i, o) in objs.iter().enumerate() {
         match (o.api_version.as_str(), o.kind.as_str()) {
             ("v1", "Service")
@@ -723,7 +801,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                     .any(|s| !s.is_empty() && s.iter().all(|kv| pod.contains(kv)));
                 if selected {
                     f.old.push((i, "the old gateway pods (Envoy + nginx)"));
-                    deployments.push(o.name.clone());
+                    deployments.push((o.name.clone(), o.namespace.clone()));
                 }
             }
             _ => {}
@@ -750,16 +828,32 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         {
             f.old.push((i, "the old gateway pods' identity"));
         }
-        if o.kind == "HorizontalPodAutoscaler"
-            && o.node
-                .path(&["spec", "scaleTargetRef", "name"])
+        // The HPA scales a Deployment of its own namespace.
+        let target = |k: &str| {
+            o.node
+                .path(&["spec", "scaleTargetRef", k])
                 .and_then(Node::as_str)
-                .is_some_and(|n| deployments.iter().any(|d| d == n))
+        };
+        if o.kind == "HorizontalPodAutoscaler"
+            && target("kind") == Some("Deployment")
+            && target("name").is_some_and(|n| {
+                deployments
+                    .iter()
+                    .any(|(d, ns)| d == n && *ns == o.namespace)
+            })
         {
             f.old.push((i, "scales the old gateway"));
         }
     }
     Ok(())
+}
+
+/// Whether an old Gateway's selector and the new gateway's pod labels
+/// pick each other's pods: the old pods carry at least the old selector's
+/// labels, so either set inside the other is a clash.
+fn selectors_clash(old: &[(String, String)], new: &[(String, String)]) -> bool {
+    let within = |a: &[(String, String)], b: &[(String, String)]| a.iter().all(|kv| b.contains(kv));
+    !old.is_empty() && (within(old, new) || within(new, old))
 }
 
 fn labels(n: Option<&Node>) -> Vec<(String, String)> {
@@ -855,10 +949,14 @@ fn config_name_ok(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// A name or namespace safe to paste into a shell command.
+/// A name or namespace safe to paste into a shell command: a Kubernetes
+/// name (DNS-1123 subdomain), which starts and ends with a letter or digit,
+/// so it can never be read as a flag (`--all`).
 fn shell_safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.len() <= 253
+        && edge(s.as_bytes().first())
+        && edge(s.as_bytes().last())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
@@ -910,10 +1008,21 @@ fn plan(
     ports: &[u16],
     config_namespace: Option<&str>,
     label_clash: bool,
+    replaced: &[usize],
     opts: &Options,
 ) -> String {
+    let delete = |i: usize| {
+        if replaced.contains(&i) {
+            format!(
+                "# not deleted: {} is now the new config's (step 1 replaced it)",
+                objs[i].display()
+            )
+        } else {
+            delete_line(&objs[i])
+        }
+    };
     let mut out = String::new();
-    let cfg = opts.output_name.as_deref().unwrap_or("egress.yaml");
+    let cfg = crate::escape::shell_word(opts.output_name.as_deref().unwrap_or("egress.yaml"));
     let _ = writeln!(
         out,
         "Migration plan: Istio <=1.19 wildcard egress recipe -> egressgen\n"
@@ -992,7 +1101,7 @@ fn plan(
         "  2. Move the sidecars to the new route by deleting the old one (sidecars use the oldest VirtualService for a host):"
     );
     for (i, _) in &routes {
-        let _ = writeln!(out, "       {}", delete_line(&objs[*i]));
+        let _ = writeln!(out, "       {}", delete(*i));
     }
     let _ = writeln!(
         out,
@@ -1020,7 +1129,7 @@ fn plan(
     ];
     for kind in order {
         for (i, _) in old.iter().filter(|(i, _)| objs[*i].kind == kind) {
-            let _ = writeln!(out, "       {}", delete_line(&objs[*i]));
+            let _ = writeln!(out, "       {}", delete(*i));
         }
     }
     for g in &f.operator_gateways {
@@ -1160,5 +1269,25 @@ mod tests {
         assert!(shell_safe("istio-system"));
         assert!(!shell_safe("a;rm -rf /"));
         assert!(!shell_safe("$(x)"));
+        assert!(!shell_safe("--all"));
+        let l = |kv: &[(&str, &str)]| -> Vec<(String, String)> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let new = l(&[("istio", "egressgateway")]);
+        assert!(selectors_clash(&l(&[("istio", "egressgateway")]), &new));
+        // The old pods have the new gateway's label too: the new Gateway
+        // would pick them.
+        assert!(selectors_clash(
+            &l(&[("app", "istio-egressgateway"), ("istio", "egressgateway")]),
+            &new
+        ));
+        assert!(!selectors_clash(
+            &l(&[("istio", "egressgateway-with-sni-proxy")]),
+            &new
+        ));
+        assert!(!shell_safe("-n"));
+        assert!(!shell_safe(".."));
     }
 }

@@ -174,3 +174,72 @@ fn mixes_files_and_directories() {
     // over several VirtualServices), so two complete recipes agree.
     assert_eq!(out.status.code(), Some(0), "{plan}");
 }
+
+/// The plan deletes only the old gateway's own HorizontalPodAutoscaler:
+/// one that scales a Deployment of the same name in another namespace is
+/// another team's.
+#[test]
+fn only_the_old_gateways_autoscaler_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("workloads.yaml");
+    let hpa = |ns: &str| {
+        format!(
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: gw\n  namespace: {ns}\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: gw\n  minReplicas: 1\n  maxReplicas: 3\n"
+        )
+    };
+    std::fs::write(
+        &extra,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gw\n  namespace: istio-system\nspec:\n  selector:\n    matchLabels:\n      istio: egressgateway-with-sni-proxy\n  template:\n    metadata:\n      labels:\n        istio: egressgateway-with-sni-proxy\n    spec:\n      containers:\n      - name: proxy\n        image: proxyv2\n---\n{}---\n{}",
+            hpa("istio-system"),
+            hpa("shop")
+        ),
+    )
+    .unwrap();
+    let out = egressgen()
+        .args(["migrate", "tests/migrate/istio-1.19-istio-stats"])
+        .arg(&extra)
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        plan.contains("kubectl delete horizontalpodautoscalers gw -n istio-system"),
+        "{plan}"
+    );
+    assert!(!plan.contains("-n shop"), "{plan}");
+}
+
+/// The allowlist does not depend on input order: a ServiceEntry is part
+/// of the recipe when it names a host the routes name, not when another
+/// ServiceEntry pulled in before it does.
+#[test]
+fn the_allowlist_does_not_depend_on_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let route = write(
+        "route.yaml",
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: r\n  namespace: egress\nspec:\n  hosts: [\"*.wikipedia.org\"]\n  gateways: [mesh, gw]\n  tls:\n  - match:\n    - gateways: [mesh]\n      port: 443\n      sniHosts: [\"*.wikipedia.org\"]\n    route:\n    - destination:\n        host: istio-egressgateway.istio-system.svc.cluster.local\n        subset: wikipedia\n---\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: f\n  namespace: egress\nspec:\n  configPatches:\n  - applyTo: NETWORK_FILTER\n    patch:\n      operation: INSERT_FIRST\n      value:\n        name: forward_downstream_sni\n",
+    );
+    let se = |name: &str, hosts: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: {name}\n  namespace: egress\nspec:\n  hosts: {hosts}\n  ports:\n  - number: 443\n    name: tls\n    protocol: TLS\n  resolution: DNS\n"
+        )
+    };
+    let unrelated = write("b.yaml", &se("b", "[foo.example.com, bar.example.com]"));
+    let related = write("c.yaml", &se("c", "[\"*.wikipedia.org\", foo.example.com]"));
+    let config = |order: [&std::path::Path; 3]| {
+        let out = egressgen().arg("migrate").args(order).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let one = config([&route, &unrelated, &related]);
+    let other = config([&route, &related, &unrelated]);
+    assert_eq!(one, other);
+    assert!(
+        one.contains("foo.example.com") && !one.contains("bar.example.com"),
+        "{one}"
+    );
+}

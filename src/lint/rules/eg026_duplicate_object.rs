@@ -41,11 +41,7 @@ fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     for (earlier, later) in &model.overridden {
         let kept = ctx.resource(*later);
-        let earlier_at = format!(
-            "{}:{}",
-            escaped(model.file(earlier)),
-            earlier.at.line
-        );
+        let earlier_at = format!("{}:{}", escaped(model.file(earlier)), earlier.at.line);
         let (severity, how) = if earlier.node.to_json() == kept.node.to_json() {
             (Severity::Warning, "the same object")
         } else {
