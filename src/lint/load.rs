@@ -709,7 +709,7 @@ fn not_text(buf: &[u8], at: usize, what: &str, name: &str) -> InputError {
             column: u32::try_from(column).unwrap_or(u32::MAX),
         }),
         message: format!("not a YAML text file: {what} at byte {at}"),
-        help: Some("lint reads UTF-8 YAML manifests; check the path".into()),
+        help: Some("egressgen reads UTF-8 YAML manifests; check the path".into()),
     }
 }
 
