@@ -83,6 +83,13 @@ pub const SINK_BYTES: usize = 1 << 20;
 /// How long a lazy [`Sink`] (a file) gathers lines before writing them.
 const GATHER: Duration = Duration::from_millis(200);
 
+/// How long an eager [`Sink`] (a terminal or a pipe) gathers lines: short
+/// enough to read as at once, long enough that a busy proxy wakes its
+/// writer about 100 times a second rather than once per connection (each
+/// wake-up cost about 15 µs of CPU per connection on the bench machine,
+/// BENCHMARKS.md serve finding 25).
+const EAGER_GATHER: Duration = Duration::from_millis(10);
+
 /// Lines for one output, written by a thread of their own so that a
 /// caller never waits for the output: [`Sink::line`] appends to a buffer
 /// of at most [`SINK_BYTES`] and returns. When the output does not keep up
@@ -94,8 +101,8 @@ pub struct Sink {
     more: Condvar,
     /// Wakes [`Sink::flush`] when everything is written.
     written: Condvar,
-    /// Write each line at once (a terminal or a pipe), or gather lines for
-    /// up to [`GATHER`] (a file).
+    /// Gather lines for [`EAGER_GATHER`] (a terminal or a pipe: they read
+    /// as at once), or for [`GATHER`] (a file).
     eager: bool,
 }
 
@@ -144,7 +151,7 @@ impl Sink {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for lines (and, lazily, gathers them), then takes them.
+    /// Waits for lines and gathers more for a moment, then takes them.
     /// `None` once the sink is closed and everything is written.
     fn take(&self) -> Option<Vec<u8>> {
         let mut st = self.lock();
@@ -154,19 +161,17 @@ impl Sink {
             }
             st = self.more.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-        if !self.eager {
-            let until = Instant::now() + GATHER;
-            while !st.hurry && !st.closed {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                st = self
-                    .more
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+        let until = Instant::now() + if self.eager { EAGER_GATHER } else { GATHER };
+        while !st.hurry && !st.closed {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            st = self
+                .more
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         st.hurry = false;
         st.writing = true;
@@ -262,7 +267,7 @@ impl Drop for AccessLog {
 }
 
 impl AccessLog {
-    /// A log to `out`; `eager` writes each line at once (a terminal or a
+    /// A log to `out`; `eager` writes lines within 10 ms (a terminal or a
     /// pipe), else lines are gathered for 200 ms (a file).
     pub fn new(out: Box<dyn Write + Send>, format: Format, eager: bool) -> AccessLog {
         AccessLog {
