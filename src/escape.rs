@@ -44,17 +44,7 @@ pub fn quoted(s: &str) -> String {
 
 /// Bytes that may not be UTF-8 (an SNI off the wire), escaped.
 pub fn escaped_bytes(b: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in b.utf8_chunks() {
-        out.push_str(&escaped(chunk.valid()));
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
-        }
-        if out.len() > MAX_SHOWN * 4 {
-            break;
-        }
-    }
-    out
+    bytes_with(b, escaped)
 }
 
 /// Bytes that may not be UTF-8 (an SNI off the wire), for a JSON string:
@@ -62,9 +52,15 @@ pub fn escaped_bytes(b: &[u8]) -> String {
 /// [`controls_escaped`] does), and bytes that are not UTF-8 as `\xNN`;
 /// JSON itself quotes the rest.
 pub fn json_bytes(b: &[u8]) -> String {
+    bytes_with(b, controls_escaped)
+}
+
+/// `b`'s UTF-8 runs through `text`, the other bytes as `\xNN`; cut after
+/// about [`MAX_SHOWN`] characters' worth.
+fn bytes_with(b: &[u8], text: fn(&str) -> String) -> String {
     let mut out = String::new();
     for chunk in b.utf8_chunks() {
-        out.push_str(&controls_escaped(chunk.valid()));
+        out.push_str(&text(chunk.valid()));
         for byte in chunk.invalid() {
             let _ = write!(out, "\\x{byte:02x}");
         }
