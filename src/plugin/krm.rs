@@ -579,7 +579,13 @@ pub(crate) fn function_config(fc: &Node) -> Result<(Config, Vec<ResultItem>), Bo
             .filter(|p| !p.is_empty())
             .cloned();
         if from_configmap {
-            field.map(|f| format!("data.{}", configmap_key_for(&f)))
+            // The name comes from `data.name` when given, else from the
+            // ConfigMap's own name.
+            let has_name = fc.at(&["data", "name"]).is_some();
+            field.map(|f| match configmap_key_for(&f) {
+                "name" if !has_name => "metadata.name".to_string(),
+                key => format!("data.{key}"),
+            })
         } else {
             field
         }
@@ -849,6 +855,12 @@ mod tests {
             "{}",
             bad.output
         );
+        // The name comes from the ConfigMap's own name when data has none.
+        let bad = generate(&input.replace("name: web", "name: Web_1"));
+        assert_eq!(bad.code, 1);
+        assert!(bad.output.contains("path: metadata.name"), "{}", bad.output);
+        let bad = generate(&input.replace("  data:\n", "  data:\n    name: Web_1\n"));
+        assert!(bad.output.contains("path: data.name"), "{}", bad.output);
     }
 
     #[test]
