@@ -29,6 +29,7 @@ use crate::config::{self, Overrides};
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::{escaped, quoted};
 use crate::lint::Source;
+use crate::lint::extract::api_group;
 use crate::lint::load::{self, Node, Pos, Value};
 
 /// Filters Istio 1.20 removed from its proxy: with the nginx SNI proxy,
@@ -372,7 +373,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
                         .to_string()
                 };
                 let api = text(&["apiVersion"]);
-                let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+                let group = api_group(&api).to_string();
                 (
                     group,
                     text(&["kind"]),
@@ -387,7 +388,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         .map(|(i, _)| *i)
         .filter(|i| {
             let o = &objs[*i];
-            let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let group = api_group(&o.api_version);
             new_objs.iter().any(|(g, k, ns, n)| {
                 g == group
                     && *k == o.kind

@@ -67,21 +67,24 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// inode), so writes go through the open descriptor and its offset.
 fn standard_stream(path: &Path) -> Option<Box<dyn Write>> {
     use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    let same = |fd: std::os::fd::BorrowedFd<'_>| {
-        let m = std::fs::File::from(fd.try_clone_to_owned().ok()?)
-            .metadata()
-            .ok()?;
-        Some(m.dev() == meta.dev() && m.ino() == meta.ino())
-    };
-    if same(std::io::stdout().as_fd()) == Some(true) {
+    if same_file(path, std::io::stdout().as_fd()) {
         return Some(Box::new(std::io::stdout()));
     }
-    if same(std::io::stderr().as_fd()) == Some(true) {
+    if same_file(path, std::io::stderr().as_fd()) {
         return Some(Box::new(std::io::stderr()));
     }
     None
+}
+
+/// Whether `path` names the file open on `fd` (same device and inode).
+pub fn same_file(path: &Path, fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Ok(owned)) = (std::fs::metadata(path), fd.try_clone_to_owned()) else {
+        return false;
+    };
+    std::fs::File::from(owned)
+        .metadata()
+        .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
 }
 
 /// The file `path` names, through a symlink the kernel would follow.

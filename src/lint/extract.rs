@@ -15,6 +15,12 @@ use crate::domain::{DomainError, Normalised, Pattern};
 /// The annotation that silences codes on one resource.
 pub const IGNORE_ANNOTATION: &str = "egressgen.io/ignore";
 
+/// The API group of an `apiVersion` (`networking.istio.io/v1` ->
+/// `networking.istio.io`; empty for the core group's `v1`).
+pub fn api_group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
 /// One Kubernetes object.
 #[derive(Debug, Clone)]
 pub struct Resource {
@@ -50,7 +56,7 @@ impl Resource {
     /// The API group (`networking.istio.io`; empty for the core group):
     /// with kind, namespace and name, what makes two objects the same one.
     pub fn group(&self) -> &str {
-        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+        api_group(&self.api_version)
     }
 
     pub fn reference(&self) -> ResourceRef {

@@ -477,16 +477,8 @@ fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<FromConfig>)> {
 /// Whether an `--access-log` value is this process's stdout: `-`, or a
 /// path to the same file (`/dev/stdout`, or the file stdout is redirected to).
 fn is_stdout(spec: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if spec == "-" {
-        return true;
-    }
-    let same =
-        |a: std::fs::Metadata, b: std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
-    match (std::fs::metadata(spec), std::fs::metadata("/dev/stdout")) {
-        (Ok(a), Ok(b)) => same(a, b),
-        _ => false,
-    }
+    use std::os::fd::AsFd;
+    spec == "-" || crate::output::same_file(std::path::Path::new(spec), std::io::stdout().as_fd())
 }
 
 fn open_log(spec: Option<&str>, format: Format) -> Result<AccessLog> {
