@@ -489,13 +489,96 @@ fn gateway_names(n: Option<&Node>) -> Vec<String> {
     }
 }
 
+/// The hosts that VirtualServices bound to a Gateway (not `mesh`) route:
+/// their `hosts` and gateway-side `sniHosts`, each with the index of its
+/// VirtualService. The recipe routes each allowed name twice, from the mesh
+/// to the egress gateway and again at the gateway, in one VirtualService
+/// or in two.
+#[derive(Default)]
+struct GatewayRouted {
+    /// VirtualServices with a `*` host: every name.
+    any: Vec<usize>,
+    patterns: Vec<(Pattern, usize)>,
+}
+
+impl GatewayRouted {
+    fn of(objs: &[Obj]) -> GatewayRouted {
+        let mut routed = GatewayRouted::default();
+        for (i, vs) in of_kind(objs, "VirtualService") {
+            let Some(spec) = vs.spec() else { continue };
+            let vs_gws = gateway_names(spec.get("gateways"));
+            if vs_gws.iter().all(|g| g == "mesh") {
+                continue;
+            }
+            let mut hosts = strings(spec.get("hosts"));
+            for m in spec.list("tls").iter().flat_map(|r| r.list("match")) {
+                let gws = m
+                    .get("gateways")
+                    .map_or(vs_gws.clone(), |g| gateway_names(Some(g)));
+                if gws.iter().any(|g| g != "mesh") {
+                    hosts.extend(strings(sni_hosts(m)));
+                }
+            }
+            for (h, _) in hosts {
+                if h == "*" {
+                    routed.any.push(i);
+                } else if let Ok((p, _)) = Pattern::parse(&h) {
+                    routed.patterns.push((p, i));
+                }
+            }
+        }
+        routed
+    }
+
+    /// The VirtualServices whose Gateway-bound routes take `host`, with
+    /// Istio's host matching (`*.example.com` takes `a.example.com`, `*`
+    /// takes every name).
+    fn takers(&self, host: &str) -> BTreeSet<usize> {
+        let mut out: BTreeSet<usize> = self.any.iter().copied().collect();
+        if let Ok((h, _)) = Pattern::parse(host) {
+            out.extend(
+                self.patterns
+                    .iter()
+                    .filter(|(p, _)| *p == h || p.covers(&h))
+                    .map(|(_, i)| *i),
+            );
+        }
+        out
+    }
+}
+
+/// The role of a VirtualService that routes the names only at the old
+/// Gateway: it goes with the rest of the recipe (step 4), once no sidecar
+/// sends traffic there.
+const GATEWAY_SIDE_ROUTE: &str = "routes the allowed names at the old gateway";
+
+/// The Gateways (name, namespace) a VirtualService binds, but `mesh`.
+fn bound_gateways(vs: &Obj, gateways: &[String]) -> Vec<(String, Option<String>)> {
+    gateways
+        .iter()
+        .filter(|g| *g != "mesh")
+        .map(|g| match g.split_once('/') {
+            Some((ns, n)) => (n.to_string(), Some(ns.to_string())),
+            None => (g.clone(), vs.namespace.clone()),
+        })
+        .collect()
+}
+
 fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
     // 1. VirtualServices that send mesh TLS for sniHosts to a cluster-local
-    //    service: the old gateway.
+    //    service, the old gateway: the VirtualService is bound to a Gateway
+    //    too, or another one routes the same names at a Gateway. A mesh TLS
+    //    route with neither is an ordinary in-mesh route, not the recipe's.
+    let at_gateway = GatewayRouted::of(objs);
+    // VirtualServices that route a mesh route's names at the gateway, when
+    // the recipe's routes are split in two.
+    let mut gateway_sides = BTreeSet::new();
     let mut old_gateways: Vec<(String, Option<String>)> = Vec::new();
     for (i, vs) in of_kind(objs, "VirtualService") {
         let Some(spec) = vs.spec() else { continue };
         let vs_gws = gateway_names(spec.get("gateways"));
+        let bound_to_gateway = vs_gws.iter().any(|g| g != "mesh");
+        let mut in_mesh_only = false;
         let mut is_recipe = false;
         let mut sni_lists = Vec::new();
         for route in spec.list("tls") {
@@ -511,6 +594,17 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                     .unwrap_or_else(|| vs_gws.clone());
                 let Some(sni) = sni_hosts(m) else { continue };
                 if gws.iter().any(|g| g == "mesh") {
+                    if !bound_to_gateway {
+                        let takers: BTreeSet<usize> = strings(Some(sni))
+                            .iter()
+                            .flat_map(|(s, _)| at_gateway.takers(s))
+                            .collect();
+                        if takers.is_empty() {
+                            in_mesh_only = true;
+                            continue;
+                        }
+                        gateway_sides.extend(takers);
+                    }
                     for d in &dests {
                         let Some(host) = d.get("host").and_then(Node::as_str) else {
                             continue;
@@ -548,24 +642,43 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
                 }
             }
         }
+        if in_mesh_only && !is_recipe {
+            f.review.push(format!(
+                "{} ({}) routes mesh TLS by sniHosts, but is bound to no Gateway and no VirtualService routes those names at one: left alone, as not part of the recipe",
+                vs.display(),
+                vs.loc()
+            ));
+        }
         if !is_recipe {
             continue;
         }
         f.old
             .push((i, "routes the allowed names to the old gateway"));
         f.config_namespaces.insert(vs.namespace.clone());
-        for g in vs_gws.iter().filter(|g| *g != "mesh") {
-            let (ns, name) = match g.split_once('/') {
-                Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
-                None => (vs.namespace.clone(), g.clone()),
-            };
-            old_gateways.push((name, ns));
-        }
+        gateway_sides.remove(&i);
+        old_gateways.extend(bound_gateways(vs, &vs_gws));
         if let Some(hosts) = spec.get("hosts") {
             push_list(f, VS_HOSTS, vs, hosts);
         }
         for (role, node) in sni_lists {
             push_list(f, role, vs, node);
+        }
+    }
+    for j in gateway_sides {
+        let vs = &objs[j];
+        if f.old.iter().any(|(i, _)| *i == j) {
+            continue;
+        }
+        f.old
+            .push((j, "routes the allowed names at the old gateway"));
+        f.config_namespaces.insert(vs.namespace.clone());
+        let spec = vs.spec();
+        old_gateways.extend(bound_gateways(
+            vs,
+            &gateway_names(spec.and_then(|s| s.get("gateways"))),
+        ));
+        if let Some(hosts) = spec.and_then(|s| s.get("hosts")) {
+            push_list(f, VS_HOSTS, vs, hosts);
         }
     }
     if f.gateway_services.is_empty() {
@@ -1095,7 +1208,7 @@ fn plan(
     );
     let routes: Vec<&&(usize, &str)> = old
         .iter()
-        .filter(|(i, _)| objs[*i].kind == "VirtualService")
+        .filter(|(i, role)| objs[*i].kind == "VirtualService" && *role != GATEWAY_SIDE_ROUTE)
         .collect();
     let _ = writeln!(
         out,
@@ -1118,6 +1231,7 @@ fn plan(
     );
     let _ = writeln!(out, "  4. Delete the rest of the old recipe:");
     let order = [
+        "VirtualService",
         "EnvoyFilter",
         "Gateway",
         "DestinationRule",
@@ -1129,7 +1243,11 @@ fn plan(
         "ServiceAccount",
     ];
     for kind in order {
-        for (i, _) in old.iter().filter(|(i, _)| objs[*i].kind == kind) {
+        for (i, _) in old
+            .iter()
+            .filter(|(i, _)| objs[*i].kind == kind)
+            .filter(|(_, role)| kind != "VirtualService" || *role == GATEWAY_SIDE_ROUTE)
+        {
             let _ = writeln!(out, "       {}", delete(*i));
         }
     }
