@@ -581,6 +581,9 @@ pub struct DnsCache {
     /// `refresh_rate` as a duration, for `serve`'s cache.
     #[serde(skip)]
     pub refresh: Option<std::time::Duration>,
+    /// `host_ttl` as a duration, for `serve`'s cache.
+    #[serde(skip)]
+    pub host_expiry: Option<std::time::Duration>,
 }
 
 /// Validated `allowedClients`.
@@ -1144,16 +1147,17 @@ fn dns_cache(name: &str, dns: &DnsSpec) -> Result<DnsCache, Error> {
             help: Some("leave it out for Envoy's default of 1024".into()),
         });
     }
-    let refresh = dns
-        .refresh_rate
-        .as_ref()
-        .and_then(|r| parse_duration_ms(&r.value))
-        .map(std::time::Duration::from_millis);
+    let as_duration = |v: &Option<Spanned<String>>| {
+        v.as_ref()
+            .and_then(|r| parse_duration_ms(&r.value))
+            .map(std::time::Duration::from_millis)
+    };
     Ok(DnsCache {
         refresh_rate: duration("refreshRate", &dns.refresh_rate)?,
         host_ttl: duration("hostTtl", &dns.host_ttl)?,
         max_hosts: dns.max_hosts.as_ref().map(|m| m.value),
-        refresh,
+        refresh: as_duration(&dns.refresh_rate),
+        host_expiry: as_duration(&dns.host_ttl),
     })
 }
 

@@ -1190,6 +1190,69 @@ fn serve_with_a_config_resolves_with_its_lookup_family() {
     }
 }
 
+/// `serve -c` bounds its DNS cache as the gateway's Envoy does, with the
+/// config's `spec.dns.maxHosts`: once that many names are cached, a new
+/// name is refused (`dns_cache_overflow`, `UO`, one warning), while the
+/// cached one still goes through. serve used to evict a name instead.
+#[test]
+fn serve_with_a_config_refuses_new_names_when_the_dns_cache_is_full() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let hosts = "127.0.0.1 localhost\n127.0.0.1 a.example.org\n127.0.0.1 b.example.org\n";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("egress.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: small\nspec:\n  domains: ['*.example.org']\n  upstreamPort: {port}\n  dns:\n    maxHosts: 1\n"
+        ),
+    )
+    .unwrap();
+    let Some((_hosts, mut cmd)) = egressgen_with_file_over(hosts, "/etc/hosts") else {
+        return;
+    };
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "-c"])
+        .arg(&cfg);
+    let (mut child, addr, log) = started(piped(cmd));
+    let mut lines = Vec::new();
+    for name in ["a.example.org", "b.example.org", "a.example.org"] {
+        let hello = hello_for(name.as_bytes());
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(&hello).unwrap();
+        if name == "a.example.org" {
+            let (mut up, _) = backend.accept().unwrap();
+            let mut got = vec![0u8; hello.len()];
+            up.read_exact(&mut got).unwrap();
+        }
+        drop(c);
+        let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+            .inspect(|l| lines.push(l.clone()))
+            .find(|l| l.contains("sni="))
+            .expect("no log line");
+        let want = if name == "b.example.org" {
+            "reason=dns_cache_overflow"
+        } else {
+            "reason=matched"
+        };
+        assert!(line.contains(&format!("sni=`{name}` ")), "{line}");
+        assert!(line.contains(want), "{name}: {line}");
+        let flags = if name == "b.example.org" {
+            "flags=UO"
+        } else {
+            "flags=-"
+        };
+        assert!(line.ends_with(flags), "{line}");
+    }
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    lines.extend(log.iter());
+    let warnings = lines
+        .iter()
+        .filter(|l| l.contains("warning: the DNS cache is full (maxHosts: 1)"))
+        .count();
+    assert_eq!(warnings, 1, "{lines:#?}");
+}
+
 /// A loop that addresses do not show: in a private network namespace, an
 /// AnyIP route (`ip route add local`) makes the upstream's address this
 /// host's, so the dial lands on the proxy's own wildcard listener. The

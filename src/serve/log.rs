@@ -37,7 +37,8 @@ pub mod flags {
     /// A timeout: the ClientHello did not arrive in time, or the connection
     /// was idle too long.
     pub const TIMEOUT: &str = "UT";
-    /// Over `--max-connections` (Envoy's `UO`, upstream overflow).
+    /// Over `--max-connections`, or a new name with the DNS cache full
+    /// (Envoy's `UO`, upstream overflow).
     pub const OVERFLOW: &str = "UO";
     /// The client went away before sending a whole ClientHello (Envoy's `DC`).
     pub const DOWNSTREAM_CLOSED: &str = "DC";

@@ -359,7 +359,7 @@ fn serve(args: ServeArgs) -> Result<u8> {
         resolver: match &from_config {
             Some(c) => SystemResolver::new(pins)
                 .with_family(c.family)
-                .with_limits(c.dns_ttl, c.dns_max_hosts),
+                .with_limits(c.dns),
             None => SystemResolver::new(pins),
         },
         settings,
@@ -440,8 +440,7 @@ fn serve(args: ServeArgs) -> Result<u8> {
 struct FromConfig {
     ports: Vec<u16>,
     family: crate::config::LookupFamily,
-    dns_ttl: Duration,
-    dns_max_hosts: usize,
+    dns: resolve::DnsLimits,
 }
 
 /// The allowlist from `-c` or `--allow`, and what else the config sets.
@@ -451,11 +450,17 @@ fn allowlist(args: &ServeArgs) -> Result<(Allowlist, Option<FromConfig>)> {
         let from = FromConfig {
             ports: cfg.ports.iter().map(|p| p.upstream).collect(),
             family: cfg.lookup_family,
-            dns_ttl: cfg.dns_cache.refresh.unwrap_or(resolve::DEFAULT_TTL),
-            dns_max_hosts: cfg
-                .dns_cache
-                .max_hosts
-                .map_or(resolve::DEFAULT_MAX_HOSTS, |n| n as usize),
+            dns: {
+                let envoy = resolve::DnsLimits::default();
+                resolve::DnsLimits {
+                    refresh: cfg.dns_cache.refresh.unwrap_or(envoy.refresh),
+                    host_ttl: cfg.dns_cache.host_expiry.unwrap_or(envoy.host_ttl),
+                    max_hosts: cfg
+                        .dns_cache
+                        .max_hosts
+                        .map_or(envoy.max_hosts, |n| n as usize),
+                }
+            },
         };
         return Ok((cfg.allowlist, Some(from)));
     }

@@ -1,11 +1,17 @@
 //! Where an allowed name is forwarded to: `--resolve` pins first, then the
 //! system resolver behind a small cache.
 //!
-//! The cache is bounded in time and size like Envoy's dynamic forward proxy
-//! `dns_cache_config`: `dns_refresh_rate` defaults to 60 s and `max_hosts` to
-//! 1024 (envoy/extensions/common/dynamic_forward_proxy/v3/dns_cache.proto).
-//! The system resolver (`getaddrinfo`) reports no TTL, so the refresh rate is
-//! the TTL here. Failures are not cached.
+//! The cache behaves like Envoy's dynamic forward proxy `dns_cache_config`
+//! (envoy/extensions/common/dynamic_forward_proxy/v3/dns_cache.proto and
+//! source/extensions/common/dynamic_forward_proxy/dns_cache_impl.cc):
+//! - a name's addresses are looked up again after `dns_refresh_rate`
+//!   (default 60 s; `getaddrinfo` reports no TTL);
+//! - a name unused for `host_ttl` (default 5 min) leaves the cache;
+//! - with `max_hosts` names cached (default 1024), a new name is refused:
+//!   Envoy's `LoadDnsCacheEntryStatus::Overflow`, on which the SNI forward
+//!   proxy closes the connection. Names already cached still work.
+//!
+//! Failures are not cached.
 //!
 //! Pins (`--resolve PATTERN=IP[:PORT]`) are matched with the domain model's
 //! own matcher ([`Allowlist::lookup`]): exact names first, then wildcards,
@@ -23,10 +29,48 @@ use crate::config::LookupFamily;
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::quoted;
 
-/// Envoy's `dns_refresh_rate` default.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-/// Envoy's `max_hosts` default.
-pub const DEFAULT_MAX_HOSTS: usize = 1024;
+/// The cache's bounds, Envoy's `dns_cache_config` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsLimits {
+    /// `dns_refresh_rate`: how long looked-up addresses are used.
+    pub refresh: Duration,
+    /// `host_ttl`: how long an unused name stays cached.
+    pub host_ttl: Duration,
+    /// `max_hosts`: most names cached at once.
+    pub max_hosts: usize,
+}
+
+impl Default for DnsLimits {
+    /// Envoy's defaults.
+    fn default() -> DnsLimits {
+        DnsLimits {
+            refresh: Duration::from_secs(60),
+            host_ttl: Duration::from_secs(300),
+            max_hosts: 1024,
+        }
+    }
+}
+
+/// The error of a lookup refused because the cache holds `max_hosts` names.
+#[derive(Debug)]
+pub struct CacheFull {
+    pub max_hosts: usize,
+}
+
+impl std::fmt::Display for CacheFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the DNS cache is full (max_hosts: {})", self.max_hosts)
+    }
+}
+
+impl std::error::Error for CacheFull {}
+
+/// The `max_hosts` of a lookup refused because the cache was full.
+pub fn cache_full(e: &io::Error) -> Option<usize> {
+    e.get_ref()?
+        .downcast_ref::<CacheFull>()
+        .map(|c| c.max_hosts)
+}
 
 /// The addresses to try for a name, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,34 +211,40 @@ fn parse_target(s: &str) -> Option<Pin> {
     })
 }
 
-/// Cached addresses and when they expire.
-type Cached = (Arc<[IpAddr]>, Instant);
+/// A cached name.
+#[derive(Debug)]
+struct Entry {
+    ips: Arc<[IpAddr]>,
+    /// When the addresses are to be looked up again.
+    refresh_at: Instant,
+    last_used: Instant,
+}
 
-/// Pins, then `getaddrinfo` through a TTL- and size-bounded cache, keeping
-/// the addresses of the lookup family (`--allow`: all of them).
+/// Pins, then `getaddrinfo` through a cache bounded as Envoy's, keeping the
+/// addresses of the lookup family (`--allow`: all of them).
 #[derive(Debug)]
 pub struct SystemResolver {
     pins: Pins,
-    ttl: Duration,
-    max_hosts: usize,
+    limits: DnsLimits,
     family: LookupFamily,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<String, Entry>>,
 }
 
 impl SystemResolver {
     pub fn new(pins: Pins) -> SystemResolver {
         SystemResolver {
             pins,
-            ttl: DEFAULT_TTL,
-            max_hosts: DEFAULT_MAX_HOSTS,
+            limits: DnsLimits::default(),
             family: LookupFamily::All,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn with_limits(mut self, ttl: Duration, max_hosts: usize) -> SystemResolver {
-        self.ttl = ttl;
-        self.max_hosts = max_hosts.max(1);
+    pub fn with_limits(mut self, limits: DnsLimits) -> SystemResolver {
+        self.limits = DnsLimits {
+            max_hosts: limits.max_hosts.max(1),
+            ..limits
+        };
         self
     }
 
@@ -205,35 +255,58 @@ impl SystemResolver {
         self
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached addresses of `host`, unless they are due for a refresh;
+    /// either way the name counts as used.
     fn cached(&self, host: &str, now: Instant) -> Option<Arc<[IpAddr]>> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(host)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(ips, _)| ips.clone())
+        let mut cache = self.lock();
+        let e = cache.get_mut(host)?;
+        if now.duration_since(e.last_used) >= self.limits.host_ttl {
+            return None;
+        }
+        e.last_used = now;
+        (e.refresh_at > now).then(|| e.ips.clone())
+    }
+
+    /// Whether `host` may be looked up: it is cached, or the cache has
+    /// room once the names unused for `host_ttl` are gone.
+    fn admit(&self, host: &str, now: Instant) -> Result<(), CacheFull> {
+        let mut cache = self.lock();
+        let host_ttl = self.limits.host_ttl;
+        cache.retain(|_, e| now.duration_since(e.last_used) < host_ttl);
+        if cache.contains_key(host) || cache.len() < self.limits.max_hosts {
+            Ok(())
+        } else {
+            Err(CacheFull {
+                max_hosts: self.limits.max_hosts,
+            })
+        }
     }
 
     fn store(&self, host: &str, ips: Arc<[IpAddr]>, now: Instant) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= self.max_hosts && !cache.contains_key(host) {
-            cache.retain(|_, (_, expires)| *expires > now);
-            if cache.len() >= self.max_hosts {
-                // Evict the entry closest to expiry.
-                if let Some(oldest) = cache
-                    .iter()
-                    .min_by_key(|(_, (_, e))| *e)
-                    .map(|(k, _)| k.clone())
-                {
-                    cache.remove(&oldest);
-                }
-            }
+        let mut cache = self.lock();
+        // Lookups of several new names at once may all have been admitted;
+        // as in Envoy, where two threads can race past max_hosts, the few
+        // extra are let through, but not kept.
+        if !cache.contains_key(host) && cache.len() >= self.limits.max_hosts {
+            return;
         }
-        cache.insert(host.to_string(), (ips, now + self.ttl));
+        cache.insert(
+            host.to_string(),
+            Entry {
+                ips,
+                refresh_at: now + self.limits.refresh,
+                last_used: now,
+            },
+        );
     }
 
     /// Number of cached hosts (for tests).
     pub fn cached_hosts(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        self.lock().len()
     }
 }
 
@@ -251,6 +324,7 @@ impl Resolver for SystemResolver {
             return known;
         }
         let now = Instant::now();
+        self.admit(host, now).map_err(io::Error::other)?;
         let found: Vec<IpAddr> = tokio::net::lookup_host((host, port))
             .await?
             .map(|a| a.ip())
@@ -345,15 +419,75 @@ mod tests {
         }
     }
 
+    fn resolver(refresh: u64, host_ttl: u64, max_hosts: usize) -> SystemResolver {
+        SystemResolver::new(Pins::default()).with_limits(DnsLimits {
+            refresh: Duration::from_secs(refresh),
+            host_ttl: Duration::from_secs(host_ttl),
+            max_hosts,
+        })
+    }
+
+    fn ips() -> Arc<[IpAddr]> {
+        vec![IpAddr::from([127, 0, 0, 1])].into()
+    }
+
+    /// Envoy's `max_hosts`: a full cache refuses new names, keeps serving
+    /// the cached ones, and takes new names again once one has gone unused
+    /// for `host_ttl`. Used names stay, even past their refresh.
+    #[test]
+    fn a_full_cache_refuses_new_names_until_one_goes_unused() {
+        let r = resolver(250, 300, 2);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        for host in ["a.test", "b.test"] {
+            assert!(r.admit(host, t0).is_ok());
+            r.store(host, ips(), t0);
+        }
+        let full = r.admit("c.test", at(1)).unwrap_err();
+        assert_eq!(full.max_hosts, 2);
+        assert!(
+            r.admit("a.test", at(1)).is_ok(),
+            "a cached name is looked up again"
+        );
+        assert!(r.cached("a.test", at(1)).is_some());
+        // a.test used at 200 s; b.test last used at 0 s.
+        assert!(r.cached("a.test", at(200)).is_some());
+        assert!(r.admit("c.test", at(299)).is_err());
+        assert!(
+            r.admit("c.test", at(300)).is_ok(),
+            "b.test unused for host_ttl"
+        );
+        assert_eq!(r.cached_hosts(), 1);
+        r.store("c.test", ips(), at(300));
+        // Past the refresh (250 s after the lookup) the addresses are looked
+        // up again, but the name keeps its place: it was used at 200 s.
+        assert!(r.cached("a.test", at(301)).is_none());
+        assert!(r.admit("d.test", at(301)).is_err());
+        assert!(r.admit("a.test", at(301)).is_ok());
+    }
+
+    #[test]
+    fn a_lookup_admitted_in_a_race_is_not_kept_past_max_hosts() {
+        let r = resolver(60, 300, 1);
+        let t0 = Instant::now();
+        assert!(r.admit("a.test", t0).is_ok() && r.admit("b.test", t0).is_ok());
+        r.store("a.test", ips(), t0);
+        r.store("b.test", ips(), t0);
+        assert_eq!(r.cached_hosts(), 1);
+    }
+
     #[tokio::test]
-    async fn the_cache_is_bounded() {
-        let r = SystemResolver::new(Pins::default()).with_limits(Duration::from_secs(60), 2);
-        for host in ["localhost", "127.0.0.1", "::1"] {
+    async fn lookups_go_through_the_cache() {
+        let r = resolver(60, 300, 2);
+        for host in ["localhost", "127.0.0.1"] {
             let a = r.resolve(host, 443).await.unwrap();
             assert!(a.iter().all(|a| a.ip().is_loopback()), "{a:?}");
         }
         assert_eq!(r.cached_hosts(), 2);
-        let zero = SystemResolver::new(Pins::default()).with_limits(Duration::ZERO, 8);
+        let e = r.resolve("::1", 443).await.unwrap_err();
+        assert_eq!(cache_full(&e), Some(2), "{e}");
+        assert!(r.resolve("localhost", 443).await.is_ok());
+        let zero = resolver(0, 300, 8);
         zero.resolve("localhost", 1).await.unwrap();
         assert!(zero.cached("localhost", Instant::now()).is_none());
     }

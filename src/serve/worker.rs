@@ -18,7 +18,7 @@ use super::log::{Entry, flags};
 use super::poll::{Event, Interest, Poller};
 use super::proxy::Proxy;
 use super::relay::{Half, RELAY_MAX};
-use super::resolve::{Addrs, Resolver};
+use super::resolve::{self, Addrs, Resolver};
 use super::sent::Sent;
 use crate::domain::{Decision, Denial};
 
@@ -785,7 +785,7 @@ impl<R: Resolver> Worker<R> {
                 true
             }
             Some(Ok(addrs)) => self.connect(c, hello, addrs, 0),
-            Some(Err(_)) => c.out.end("dns_failed", flags::DNS_FAILURE),
+            Some(Err(e)) => lookup_failed(c, &e),
         }
     }
 
@@ -796,7 +796,7 @@ impl<R: Resolver> Worker<R> {
         let keep = match std::mem::replace(&mut c.state, State::Gone) {
             State::Resolving { hello } => match addrs {
                 Ok(addrs) => self.connect(&mut c, hello, addrs, 0),
-                Err(_) => c.out.end("dns_failed", flags::DNS_FAILURE),
+                Err(e) => lookup_failed(&mut c, &e),
             },
             other => {
                 c.state = other;
@@ -1115,6 +1115,23 @@ fn relay_step(
         return Err(Failed::Other);
     }
     Ok(())
+}
+
+/// Ends a connection whose name could not be resolved: the lookup failed
+/// (`DF`), or the DNS cache was full (`UO`; Envoy's SNI forward proxy
+/// closes the connection on `LoadDnsCacheEntryStatus::Overflow`).
+fn lookup_failed(c: &mut Conn, e: &io::Error) -> bool {
+    let Some(max_hosts) = resolve::cache_full(e) else {
+        return c.out.end("dns_failed", flags::DNS_FAILURE);
+    };
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    warn_once(&WARNED, || {
+        format!(
+            "the DNS cache is full (maxHosts: {max_hosts}): connections to names not in it are refused (dns_cache_overflow), as the gateway's Envoy refuses them; a name leaves the cache once unused for hostTtl
+  help: raise spec.dns.maxHosts in the config if the application needs more names"
+        )
+    });
+    c.out.end("dns_cache_overflow", flags::OVERFLOW)
 }
 
 /// Says once per process, on stderr, that a name resolved to one of the
