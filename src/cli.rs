@@ -294,9 +294,9 @@ fn cmd_render(args: RenderArgs) -> Result<u8> {
     }
     if let Some(path) = &args.check {
         let current = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+            .with_context(|| format!("cannot read {}", crate::escape::path(path)))?;
         if current == rendered.manifest {
-            eprintln!("{} is up to date", path.display());
+            eprintln!("{} is up to date", crate::escape::path(path));
             return Ok(exit::OK);
         }
         let diff = output::unified_diff(

@@ -47,6 +47,20 @@ pub fn escaped_bytes(b: &[u8]) -> String {
     bytes_with(b, escaped)
 }
 
+/// A file path, escaped: a name that is not UTF-8 keeps its other bytes
+/// as `\xNN` (on Unix), where `Path::display` would replace them.
+pub fn path(p: &std::path::Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        escaped_bytes(p.as_os_str().as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        escaped(&p.to_string_lossy())
+    }
+}
+
 /// Bytes that may not be UTF-8 (an SNI off the wire), for a JSON string:
 /// only what could act on a terminal or hide text is escaped (as
 /// [`controls_escaped`] does), and bytes that are not UTF-8 as `\xNN`;
@@ -133,6 +147,13 @@ mod tests {
             controls_escaped("d\u{e9}ploy\\x\u{1b}[31m\u{202e}.yaml"),
             "d\u{e9}ploy\\x\\u{1b}[31m\\u{202e}.yaml"
         );
+    }
+
+    #[test]
+    fn paths_keep_bytes_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(b"a/\xffb\x1b.yaml"));
+        assert_eq!(path(p), "a/\\xffb\\u{1b}.yaml");
     }
 
     #[test]

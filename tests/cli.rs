@@ -346,6 +346,43 @@ fn check_passes_on_a_fresh_file_and_diffs_a_stale_one() {
         .code(2);
 }
 
+/// A file name is shown escaped in `--check`'s messages: one with a
+/// terminal escape, or bytes that are not UTF-8, can neither act on the
+/// terminal nor lose the bytes that tell it apart.
+#[test]
+fn check_shows_file_names_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"m\x1b[2J\xff.yaml");
+    let out = dir.path().join(name);
+    render_example_to(&out).assert().success();
+    let ok = egressgen()
+        .args(["render", "-c", "examples/egress.yaml", "--check"])
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8(ok.get_output().stderr.clone()).unwrap();
+    assert!(
+        stderr.contains("m\\u{1b}[2J\\xff.yaml is up to date"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+    let missing = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"gone\x1b]0;x\x07.yaml"));
+    let err = egressgen()
+        .args(["render", "-c", "examples/egress.yaml", "--check"])
+        .arg(&missing)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8(err.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains("gone\\u{1b}]0;x\\u{7}.yaml"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\x07'),
+        "{stderr}"
+    );
+}
+
 /// The command `--check` suggests for a stale file is the one that updates
 /// it: the same source and options, pasted into a shell as it is printed.
 #[test]
