@@ -280,7 +280,8 @@ pub fn install(home: Option<&Path>) -> Result<String> {
         None => plugin_home()?,
     };
     let dir = PLUGIN_DIR.iter().fold(home.clone(), |p, d| p.join(d));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}", crate::escape::path(&dir)))?;
     let exe = std::env::current_exe()
         .and_then(|e| e.canonicalize())
         .context("cannot find the egressgen binary to link to")?;
@@ -294,10 +295,11 @@ pub fn install(home: Option<&Path>) -> Result<String> {
         ));
         let _ = std::fs::remove_file(&tmp);
         symlink(&exe, &tmp)
-            .with_context(|| format!("cannot create a symlink in {}", dir.display()))?;
+            .with_context(|| format!("cannot create a symlink in {}", crate::escape::path(&dir)))?;
         if let Err(e) = std::fs::rename(&tmp, &link) {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("cannot install {}", link.display()));
+            return Err(e)
+                .with_context(|| format!("cannot install {}", crate::escape::path(&link)));
         }
     }
     let mut report = format!(
@@ -307,14 +309,14 @@ pub fn install(home: Option<&Path>) -> Result<String> {
         } else {
             "Installed"
         },
-        link.display(),
-        exe.display()
+        crate::escape::path(&link),
+        crate::escape::path(&exe)
     );
     let default_home = plugin_home().ok();
     if default_home.as_deref() != Some(home.as_path()) {
         report.push_str(&format!(
             "\nThis is not Kustomize's default plugin home; before building, run:\n  export KUSTOMIZE_PLUGIN_HOME={}\n",
-            home.display()
+            crate::escape::shell_word(&home.to_string_lossy())
         ));
     }
     report.push_str(
