@@ -1074,13 +1074,17 @@ fn can_unshare(flag: &str) -> bool {
 /// (`unshare --mount`); with `CI` set that is a failure, since CI runs as
 /// root.
 fn egressgen_with_file_over(contents: &str, target: &str) -> Option<(tempfile::TempDir, Command)> {
+    egressgen_with_files_over(&[(contents, target)])
+}
+
+/// [`egressgen_with_file_over`] for several files; the folder holds them
+/// as `mounted0`, `mounted1`, ... in order, to be rewritten in place.
+fn egressgen_with_files_over(files: &[(&str, &str)]) -> Option<(tempfile::TempDir, Command)> {
     if !can_unshare("--mount") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("mounted");
-    std::fs::write(&file, contents).unwrap();
-    let script = r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#;
+    let script = r#"while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 1; shift 2; done; shift; exec "$@""#;
     let mut cmd = Command::new("unshare");
     cmd.args([
         "--mount",
@@ -1090,10 +1094,14 @@ fn egressgen_with_file_over(contents: &str, target: &str) -> Option<(tempfile::T
         "-c",
         script,
         "sh",
-    ])
-    .arg(&file)
-    .arg(target)
-    .arg(assert_cmd::cargo::cargo_bin!("egressgen"));
+    ]);
+    for (i, (contents, target)) in files.iter().enumerate() {
+        let file = dir.path().join(format!("mounted{i}"));
+        std::fs::write(&file, contents).unwrap();
+        cmd.arg(&file).arg(target);
+    }
+    cmd.arg("--")
+        .arg(assert_cmd::cargo::cargo_bin!("egressgen"));
     Some((dir, cmd))
 }
 
@@ -1251,6 +1259,90 @@ fn serve_with_a_config_refuses_new_names_when_the_dns_cache_is_full() {
         .filter(|l| l.contains("warning: the DNS cache is full (maxHosts: 1)"))
         .count();
     assert_eq!(warnings, 1, "{lines:#?}");
+}
+
+/// The next connection to `listener` within `wait`, blocking.
+fn accept_within(listener: &std::net::TcpListener, wait: Duration) -> Option<std::net::TcpStream> {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    let got = loop {
+        match listener.accept() {
+            Ok((s, _)) => break Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    listener.set_nonblocking(false).unwrap();
+    if let Some(s) = &got {
+        s.set_nonblocking(false).unwrap();
+    }
+    got
+}
+
+/// A cached name keeps its addresses when the lookup that refreshes them
+/// fails, as Envoy's DNS cache does ("once a host gets an address it will
+/// stick even in the case of a subsequent resolution failure"), and the
+/// refresh runs in the background, so no connection waits for it. The name
+/// leaves a private /etc/hosts after the first connection, and the name
+/// server is a closed port; serve used to look the name up again in the
+/// connection's path once `refreshRate` passed, and failed it (`DF`).
+#[test]
+fn a_cached_name_keeps_its_address_when_a_refresh_fails() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let dead = format!("127.0.{}.11", 10 + std::process::id() % 200);
+    let resolv = format!("nameserver {dead}\noptions timeout:1 attempts:1\n");
+    let hosts = "127.0.0.1 localhost\n127.0.0.1 kept.example.org\n";
+    let Some((files, mut cmd)) =
+        egressgen_with_files_over(&[(hosts, "/etc/hosts"), (&resolv, "/etc/resolv.conf")])
+    else {
+        return;
+    };
+    let cfg = files.path().join("egress.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: kept\nspec:\n  domains: [kept.example.org]\n  upstreamPort: {port}\n  dns:\n    refreshRate: 50ms\n"
+        ),
+    )
+    .unwrap();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "-c"])
+        .arg(&cfg);
+    let (mut child, addr, log) = started(piped(cmd));
+    let hello = hello_for(b"kept.example.org");
+    let mut lines = Vec::new();
+    for round in 0..3 {
+        if round == 1 {
+            // Rewritten in place: the bind mount shows the new text.
+            std::fs::write(files.path().join("mounted0"), "127.0.0.1 localhost\n").unwrap();
+        }
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(&hello).unwrap();
+        let forwarded = accept_within(&backend, Duration::from_secs(10)).map(|mut up| {
+            let mut got = vec![0u8; hello.len()];
+            up.read_exact(&mut got).unwrap();
+        });
+        drop(c);
+        let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+            .find(|l| l.contains("sni="))
+            .expect("no log line");
+        assert!(forwarded.is_some(), "round {round}: not forwarded: {line}");
+        assert!(line.ends_with("flags=-"), "round {round}: {line}");
+        lines.push(line);
+    }
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for l in &lines {
+        assert!(l.contains(&format!("upstream=127.0.0.1:{port} ")), "{l}");
+    }
 }
 
 /// A loop that addresses do not show: in a private network namespace, an

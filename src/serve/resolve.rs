@@ -5,7 +5,10 @@
 //! (envoy/extensions/common/dynamic_forward_proxy/v3/dns_cache.proto and
 //! source/extensions/common/dynamic_forward_proxy/dns_cache_impl.cc):
 //! - a name's addresses are looked up again after `dns_refresh_rate`
-//!   (default 60 s; `getaddrinfo` reports no TTL);
+//!   (default 60 s; `getaddrinfo` reports no TTL), in the background:
+//!   connections go on with the cached addresses meanwhile, and keep them
+//!   if the lookup fails ("once a host gets an address it will stick even
+//!   in the case of a subsequent resolution failure", `finishResolve`);
 //! - a name unused for `host_ttl` (default 5 min) leaves the cache;
 //! - with `max_hosts` names cached (default 1024), a new name is refused:
 //!   Envoy's `LoadDnsCacheEntryStatus::Overflow`, on which the SNI forward
@@ -100,6 +103,20 @@ pub trait Resolver: Send + Sync + 'static {
     fn try_resolve(&self, host: &str, port: u16) -> Option<io::Result<Addrs>> {
         let _ = (host, port);
         None
+    }
+
+    /// Whether the name [`Resolver::try_resolve`] just answered from the
+    /// cache is due for a lookup that no one has started yet; if so, the
+    /// caller runs [`Resolver::refresh`] on the runtime.
+    fn refresh_due(&self, host: &str) -> bool {
+        let _ = host;
+        false
+    }
+
+    /// Looks a cached name up again, keeping its addresses on failure.
+    fn refresh(&self, host: &str) -> impl Future<Output = ()> + Send {
+        let _ = host;
+        async {}
     }
 }
 
@@ -218,6 +235,8 @@ struct Entry {
     /// When the addresses are to be looked up again.
     refresh_at: Instant,
     last_used: Instant,
+    /// A lookup to refresh them is under way.
+    refreshing: bool,
 }
 
 /// Pins, then `getaddrinfo` through a cache bounded as Envoy's, keeping the
@@ -259,8 +278,8 @@ impl SystemResolver {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cached addresses of `host`, unless they are due for a refresh;
-    /// either way the name counts as used.
+    /// The cached addresses of `host`, also when due for a refresh; the
+    /// name counts as used.
     fn cached(&self, host: &str, now: Instant) -> Option<Arc<[IpAddr]>> {
         let mut cache = self.lock();
         let e = cache.get_mut(host)?;
@@ -268,7 +287,48 @@ impl SystemResolver {
             return None;
         }
         e.last_used = now;
-        (e.refresh_at > now).then(|| e.ips.clone())
+        Some(e.ips.clone())
+    }
+
+    /// Claims the refresh of `host` when it is due and not under way.
+    fn claim_refresh(&self, host: &str, now: Instant) -> bool {
+        let mut cache = self.lock();
+        match cache.get_mut(host) {
+            Some(e) if e.refresh_at <= now && !e.refreshing => {
+                e.refreshing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A refresh ended: new addresses, or on failure the old ones, and the
+    /// next lookup one refresh interval away. A lookup is not a use, and a
+    /// name that left the cache meanwhile stays out.
+    fn refreshed(&self, host: &str, ips: Option<Arc<[IpAddr]>>, now: Instant) {
+        if let Some(e) = self.lock().get_mut(host) {
+            if let Some(ips) = ips {
+                e.ips = ips;
+            }
+            e.refreshing = false;
+            e.refresh_at = now + self.limits.refresh;
+        }
+    }
+
+    /// Looks `host` up, keeping the addresses of the lookup family.
+    async fn lookup(&self, host: &str) -> io::Result<Arc<[IpAddr]>> {
+        let found: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect();
+        let ips: Arc<[IpAddr]> = of_family(self.family, found).into();
+        if ips.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no addresses of the lookup family",
+            ));
+        }
+        Ok(ips)
     }
 
     /// Whether `host` may be looked up: it is cached, or the cache has
@@ -300,6 +360,7 @@ impl SystemResolver {
                 ips,
                 refresh_at: now + self.limits.refresh,
                 last_used: now,
+                refreshing: false,
             },
         );
     }
@@ -325,19 +386,19 @@ impl Resolver for SystemResolver {
         }
         let now = Instant::now();
         self.admit(host, now).map_err(io::Error::other)?;
-        let found: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-            .await?
-            .map(|a| a.ip())
-            .collect();
-        let ips: Arc<[IpAddr]> = of_family(self.family, found).into();
-        if ips.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no addresses of the lookup family",
-            ));
-        }
+        let ips = self.lookup(host).await?;
         self.store(host, ips.clone(), now);
         Ok(Addrs::Many(ips, port))
+    }
+
+    fn refresh_due(&self, host: &str) -> bool {
+        self.claim_refresh(host, Instant::now())
+    }
+
+    async fn refresh(&self, host: &str) {
+        let now = Instant::now();
+        let ips = self.lookup(host).await.ok();
+        self.refreshed(host, ips, now);
     }
 }
 
@@ -459,11 +520,39 @@ mod tests {
         );
         assert_eq!(r.cached_hosts(), 1);
         r.store("c.test", ips(), at(300));
-        // Past the refresh (250 s after the lookup) the addresses are looked
-        // up again, but the name keeps its place: it was used at 200 s.
-        assert!(r.cached("a.test", at(301)).is_none());
+        // Past the refresh (250 s after the lookup) a.test keeps its place
+        // (used at 200 s) and its addresses, while one refresh runs.
+        assert!(r.cached("a.test", at(301)).is_some());
         assert!(r.admit("d.test", at(301)).is_err());
-        assert!(r.admit("a.test", at(301)).is_ok());
+        assert!(r.claim_refresh("a.test", at(301)));
+        assert!(!r.claim_refresh("a.test", at(302)), "one refresh at a time");
+    }
+
+    /// Envoy's refresh: cached addresses are used while a lookup runs, kept
+    /// when it fails, and the next one is a refresh interval away; a
+    /// lookup is not a use, so it does not keep a name in the cache.
+    #[test]
+    fn a_refresh_keeps_the_addresses_when_the_lookup_fails() {
+        let r = resolver(60, 300, 8);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        r.store("a.test", ips(), t0);
+        assert!(!r.claim_refresh("a.test", at(59)));
+        assert!(r.claim_refresh("a.test", at(60)));
+        r.refreshed("a.test", None, at(61));
+        assert_eq!(r.cached("a.test", at(62)), Some(ips()));
+        assert!(!r.claim_refresh("a.test", at(120)));
+        assert!(r.claim_refresh("a.test", at(121)));
+        let new: Arc<[IpAddr]> = vec![IpAddr::from([10, 0, 0, 1])].into();
+        r.refreshed("a.test", Some(new.clone()), at(122));
+        assert_eq!(r.cached("a.test", at(123)), Some(new));
+        // Last used at 123 s: gone at 423 s, refreshes or not.
+        assert!(r.claim_refresh("a.test", at(400)));
+        r.refreshed("a.test", Some(ips()), at(401));
+        assert!(r.admit("b.test", at(423)).is_ok());
+        assert_eq!(r.cached_hosts(), 0);
+        r.refreshed("a.test", Some(ips()), at(424));
+        assert_eq!(r.cached_hosts(), 0, "a refresh does not bring a name back");
     }
 
     #[test]
@@ -487,8 +576,14 @@ mod tests {
         let e = r.resolve("::1", 443).await.unwrap_err();
         assert_eq!(cache_full(&e), Some(2), "{e}");
         assert!(r.resolve("localhost", 443).await.is_ok());
-        let zero = resolver(0, 300, 8);
-        zero.resolve("localhost", 1).await.unwrap();
-        assert!(zero.cached("localhost", Instant::now()).is_none());
+        // A refresh looks the name up again.
+        r.store(
+            "localhost",
+            vec![IpAddr::from([10, 0, 0, 1])].into(),
+            Instant::now(),
+        );
+        r.refresh("localhost").await;
+        let a = r.try_resolve("localhost", 443).unwrap().unwrap();
+        assert!(a.iter().all(|a| a.ip().is_loopback()), "{a:?}");
     }
 }

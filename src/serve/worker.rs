@@ -764,6 +764,13 @@ impl<R: Resolver> Worker<R> {
         };
         c.deadline = self.now + s.connect_timeout;
         let answer = self.proxy.resolver.try_resolve(&name, c.port);
+        if matches!(answer, Some(Ok(_))) && self.proxy.resolver.refresh_due(&name) {
+            // Cached addresses past their refresh: used now, looked up
+            // again in the background.
+            let (proxy, host) = (self.proxy.clone(), name.clone());
+            self.rt
+                .spawn(async move { proxy.resolver.refresh(&host).await });
+        }
         if answer.is_none() {
             // A cache miss: the runtime looks it up, the answer comes back
             // through the inbox.
