@@ -435,12 +435,18 @@ pub fn kubectl_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Resolves a scalar by the YAML 1.2 core schema, as saphyr does.
+/// Resolves a scalar by the YAML 1.2 core schema, as saphyr does, and a
+/// `!!binary` one to its decoded text, as kubectl sends it.
 fn scalar(
     text: Cow<'_, str>,
     style: ScalarStyle,
     tag: Option<&Cow<'_, saphyr_parser::Tag>>,
 ) -> Value {
+    if tag.is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "binary")
+        && let Some(decoded) = binary(&text)
+    {
+        return Value::Str(decoded);
+    }
     match Scalar::parse_from_cow_and_metadata(text.clone(), style, tag) {
         Some(Scalar::Null) => Value::Null,
         Some(Scalar::Boolean(b)) => Value::Bool(b),
@@ -450,6 +456,21 @@ fn scalar(
         // A core-schema tag whose text does not fit (`!!int abc`): keep the text.
         None => Value::Str(text.into_owned()),
     }
+}
+
+/// The text kubectl makes of a `!!binary` scalar: go-yaml v2 decodes it
+/// with Go's `base64.StdEncoding`, which skips line breaks, and
+/// `encoding/json` sends bytes that are not UTF-8 as U+FFFD. So a host
+/// written as `!!binary ZXZpbC5leGFtcGxlLmNvbQ==` is linted as the
+/// `evil.example.com` the cluster gets. `None` for data that is not
+/// base64, which kubectl refuses.
+fn binary(text: &str) -> Option<String> {
+    use base64::Engine;
+    let packed: String = text.chars().filter(|c| !matches!(c, '\n' | '\r')).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(packed)
+        .ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn count_nodes(node: &Node) -> usize {
