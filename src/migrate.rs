@@ -69,24 +69,17 @@ pub struct Migration {
 
 /// Input that cannot be migrated: exit 2.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}{}", help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
-pub struct Error {
-    pub message: String,
-    pub help: Option<String>,
-}
-
-impl From<load::InputError> for Error {
-    fn from(e: load::InputError) -> Self {
-        let at = match e.at {
-            Some(p) => format!("{}:{}:{}: ", e.file, p.line, p.column),
-            None if !e.file.is_empty() => format!("{}: ", e.file),
-            None => String::new(),
-        };
-        Error {
-            message: format!("{at}{}", e.message),
-            help: e.help,
-        }
-    }
+pub enum Error {
+    /// A file that cannot be read or parsed, told as lint tells it
+    /// (`file:line:col: error: ...`, the file name escaped).
+    #[error("{0}")]
+    Input(#[from] load::InputError),
+    /// Input that is not the old recipe, or that the new config cannot hold.
+    #[error("error: {message}{}", help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
+    Recipe {
+        message: String,
+        help: Option<String>,
+    },
 }
 
 /// One Kubernetes object of the input.
@@ -225,7 +218,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
     }
     let (allowlist, dropped) = Allowlist::new(all);
     if allowlist.is_empty() {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: "the old resources list no domain that egressgen can allow".into(),
             help: Some("check the hosts of the ServiceEntry and VirtualService".into()),
         });
@@ -259,7 +252,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         ports.push(443);
     }
     if ports.len() > MAX_PORTS {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: format!(
                 "the old resources use {} upstream ports; egressgen supports at most {MAX_PORTS}",
                 ports.len()
@@ -341,15 +334,16 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         ports: (ports != [443]).then_some(ports.as_slice()),
         domains: allowlist.entries().iter().map(|p| p.to_string()).collect(),
     };
-    let config_text = crate::render::render_template("egressgateway", &ctx).map_err(|e| Error {
-        message: e.to_string(),
-        help: None,
-    })?;
+    let config_text =
+        crate::render::render_template("egressgateway", &ctx).map_err(|e| Error::Recipe {
+            message: e.to_string(),
+            help: None,
+        })?;
     let mut config_text = config_text;
     config_text.push('\n');
     // What we write must load: the round trip starts here.
     let (new_cfg, _) = config::parse("migrated config", &config_text, &Overrides::default())
-        .map_err(|e| Error {
+        .map_err(|e| Error::Recipe {
             message: format!("the migrated config does not load: {e}"),
             help: Some(
                 "pass --istio-version X.Y with a supported version (1.16 or newer), or fix the old ports".into(),
@@ -357,7 +351,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         })?;
     // An old object with the name of one the new config renders is
     // replaced by step 1: deleting it afterwards would delete the new one.
-    let rendered = crate::render::render(&new_cfg).map_err(|e| Error {
+    let rendered = crate::render::render(&new_cfg).map_err(|e| Error::Recipe {
         message: format!("the migrated config does not render: {e}"),
         help: None,
     })?;
@@ -569,7 +563,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         }
     }
     if f.gateway_services.is_empty() {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: "found no VirtualService that routes TLS `sniHosts` from the mesh to an egress gateway; this does not look like the Istio <=1.19 wildcard egress recipe".into(),
             help: Some("pass the files or directories that hold the recipe's VirtualService, Gateway, DestinationRule, ServiceEntry and EnvoyFilters".into()),
         });
@@ -771,7 +765,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
     // plan to delete what replaces them.
     let signature = f.nginx || f.old.iter().any(|(i, _)| objs[*i].kind == "EnvoyFilter");
     if !signature {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: "found routes to an egress gateway, but none of the recipe's own pieces: no EnvoyFilter with forward_downstream_sni, sni_verifier or tcp_cluster_rewrite (removed in Istio 1.20), and no nginx SNI proxy; this does not look like the Istio <=1.19 wildcard egress recipe".into(),
             help: Some("egressgen's own manifests and the post-1.20 pattern need no migration (check them with `egressgen lint`); for the old recipe, pass its EnvoyFilters too".into()),
         });
@@ -1210,7 +1204,7 @@ pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
     let m = match migrate(&sources, &opts) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{e}");
             return Ok(crate::cli::exit::USAGE);
         }
     };
