@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::{self, quoted};
+use crate::schema::check_dns_label;
 
 pub const API_VERSION: &str = "egressgen.io/v1alpha1";
 pub const KIND: &str = "EgressGateway";
@@ -1388,26 +1389,6 @@ fn is_cidr(s: &str) -> bool {
         Ok(std::net::IpAddr::V6(_)) => len <= 128,
         Err(_) => false,
     }
-}
-
-/// RFC 1123 label, as Kubernetes requires for names and namespaces.
-fn check_dns_label(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() {
-        return Err("is empty");
-    }
-    if s.len() > 63 {
-        return Err("is longer than 63 characters");
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err("has characters other than a-z, 0-9 and `-`");
-    }
-    if s.starts_with('-') || s.ends_with('-') {
-        return Err("starts or ends with `-`");
-    }
-    Ok(())
 }
 
 /// The pod label through which Istio injects the gateway's proxy; the

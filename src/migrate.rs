@@ -936,12 +936,7 @@ fn nginx_resolver(conf: &str) -> Option<String> {
 
 /// A DNS label fit for a Kubernetes name.
 fn config_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    crate::schema::check_dns_label(s).is_ok()
 }
 
 /// A name or namespace safe to paste into a shell command: a Kubernetes
