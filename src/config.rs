@@ -694,14 +694,20 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Vec<Note>), E
         message: format!("cannot read config {}: {e}", quoted(&name)),
         help: Some("pass the path of an EgressGateway file with -c".into()),
     })?;
-    let text = String::from_utf8(text).map_err(|e| Error {
-        at: None,
-        message: format!(
-            "config {} is not UTF-8 (byte {} is invalid)",
-            quoted(&name),
-            e.utf8_error().valid_up_to()
-        ),
-        help: None,
+    let text = String::from_utf8(text).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Error {
+            at: Some(Pos {
+                file: name.clone(),
+                line: 1 + valid.iter().filter(|&&b| b == b'\n').count() as u64,
+                column: 1 + String::from_utf8_lossy(&valid[line_start..])
+                    .chars()
+                    .count() as u64,
+            }),
+            message: format!("the config is not UTF-8 (byte {} is invalid)", valid.len()),
+            help: Some("save the file as UTF-8".into()),
+        }
     })?;
     parse(&name, &text, overrides)
 }
@@ -772,13 +778,40 @@ fn yaml_error(name: &str, e: &serde_saphyr::Error) -> Error {
             "; use from_str_multiple or from_str_multiple_with_options",
             "; a config file holds exactly one EgressGateway document",
         );
+    // serde's words for a value of the wrong shape, in the user's.
+    if let serde_saphyr::Error::Unexpected { expected, .. } = plain {
+        let what = match *expected {
+            "mapping start" => Some("a mapping (`key: value` lines)"),
+            "sequence start" => Some("a list"),
+            "string scalar" => Some("a string"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            message = format!("expected {what} here");
+        }
+    }
+    const FIELDS: &str =
+        "`egressgen schema` prints every field and its type, and README.md documents them";
     let help = if message.contains("unknown field") {
+        Some(format!("check the spelling; {FIELDS}"))
+    } else if matches!(plain, serde_saphyr::Error::Eof { .. }) {
+        Some(format!(
+            "a config holds `apiVersion: {API_VERSION}`, `kind: EgressGateway`, metadata.name and \
+             spec.domains (see examples/egress.yaml)"
+        ))
+    } else if matches!(plain, serde_saphyr::Error::MultipleDocuments { .. }) {
+        Some("keep only the EgressGateway document in this file".into())
+    } else if message.starts_with("duplicate mapping key") {
+        Some("remove one of the two: a key appears once in a mapping".into())
+    } else if matches!(plain, serde_saphyr::Error::ExternalMessage { .. }) {
+        // The YAML parser's own errors: the text is not YAML.
         Some(
-            "check the spelling; `egressgen schema` prints every field, and README.md documents them"
-                .to_string(),
+            "fix the YAML here; quote a value that holds `: ` or ` #`, or starts with `*`, `&`, \
+             `!`, `[` or `{`"
+                .into(),
         )
     } else {
-        None
+        Some(FIELDS.to_string())
     };
     Error {
         at: e.location().and_then(|l| pos(name, &l)),
@@ -800,14 +833,14 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
                 "apiVersion is {}, expected `{API_VERSION}`",
                 quoted(&file.api_version.value)
             ),
-            "",
+            &format!("set `apiVersion: {API_VERSION}`"),
         ));
     }
     if file.kind.value != KIND {
         return Err(err(
             &file.kind.referenced,
             format!("kind is {}, expected `{KIND}`", quoted(&file.kind.value)),
-            "",
+            &format!("set `kind: {KIND}`"),
         ));
     }
     let spec = file.spec;
@@ -854,7 +887,13 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
     }
     for (k, v) in &spec.gateway.labels.value {
         if let Err(why) = check_label(k, v) {
-            return Err(err(&spec.gateway.labels.referenced, why, ""));
+            return Err(err(
+                &spec.gateway.labels.referenced,
+                why,
+                "label keys and values are at most 63 letters, digits, `-`, `_` and `.`, starting \
+                 and ending with a letter or digit; a key may have a DNS prefix and `/`, a value \
+                 may be empty",
+            ));
         }
         if k == INJECT_LABEL {
             return Err(err(
