@@ -1206,7 +1206,7 @@ pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
     match &args.output {
         Some(path) => {
             crate::output::write_atomic(path, m.config.as_bytes())
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!(crate::output::write_error(path, &e)))?;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", m.plan);
             let _ = writeln!(out, "Wrote {}", escaped(&path.display().to_string()));

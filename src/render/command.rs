@@ -2,11 +2,11 @@
 //! the manifest, write it atomically (`-o`), or diff it against a file
 //! (`--check`) and pick the exit code.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::{RenderArgs, exit, load_config};
 use crate::config::Overrides;
-use crate::escape::shell_word;
+use crate::escape::{quoted, shell_word};
 use crate::output;
 
 /// `egressgen render`: exit 0, or 1 when `--check` finds a difference.
@@ -20,8 +20,12 @@ pub fn run(args: &RenderArgs) -> Result<u8> {
         eprintln!("warning: {w}");
     }
     if let Some(path) = &args.check {
-        let current = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let current = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read {}: {e}\n  help: pass --check the manifest file `render -o` wrote",
+                quoted(&path.display().to_string())
+            )
+        })?;
         if current == rendered.manifest {
             eprintln!("{} is up to date", path.display());
             return Ok(exit::OK);
@@ -43,7 +47,7 @@ pub fn run(args: &RenderArgs) -> Result<u8> {
     }
     match &args.output {
         Some(path) => output::write_atomic(path, rendered.manifest.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?,
+            .map_err(|e| anyhow::anyhow!(output::write_error(path, &e)))?,
         None => output::print(&rendered.manifest)?,
     }
     Ok(exit::OK)
