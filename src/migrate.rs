@@ -141,14 +141,12 @@ struct ServiceRef {
 }
 
 impl ServiceRef {
-    /// `name` or `name.ns.svc[.cluster.local]`; a relative name is in the
-    /// namespace of the resource that names it. Anything else is an
-    /// external host, not the gateway.
+    /// `name` or `name.ns.svc.cluster.local`; a name without a dot is in the
+    /// namespace of the resource that names it. Anything else (`name.ns`,
+    /// `name.ns.svc` too: Istio expands no name with a dot, as lint's
+    /// `rules::fqdn` says) is an external host, not the gateway.
     fn parse(host: &str, default_ns: Option<&str>) -> Option<ServiceRef> {
-        let trimmed = host
-            .strip_suffix(".svc.cluster.local")
-            .or_else(|| host.strip_suffix(".svc"))
-            .unwrap_or(host);
+        let trimmed = host.strip_suffix(".svc.cluster.local").unwrap_or(host);
         let parts: Vec<&str> = trimmed.split('.').collect();
         let cluster_local = trimmed.len() != host.len();
         match parts.as_slice() {
@@ -1245,6 +1243,8 @@ mod tests {
         assert_eq!(g.name, "istio-egressgateway-with-sni-proxy");
         assert_eq!(g.namespace.as_deref(), Some("istio-system"));
         assert!(ServiceRef::parse("www.wikipedia.org", None).is_none());
+        // Istio expands only a name without a dot (as lint's `fqdn` does).
+        assert!(ServiceRef::parse("gw.istio-system.svc", None).is_none());
         assert_eq!(
             ServiceRef::parse("gw", Some("a"))
                 .unwrap()

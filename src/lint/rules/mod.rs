@@ -205,17 +205,16 @@ pub fn config_hosts(opts: &Options) -> Option<std::collections::HashSet<String>>
     })
 }
 
-/// A Kubernetes host name expanded to its FQDN, as Istio does for short
-/// names relative to the namespace of the resource that writes it.
+/// A host as Istio reads it in the resource that writes it: a name without
+/// a dot is a Service of that resource's namespace; any other name is taken
+/// as written (`gw.ns` and `gw.ns.svc` are not expanded, so they name no
+/// Service). istio/istio `pilot/pkg/model/config.go` `ResolveShortnameToFQDN`.
 pub fn fqdn(host: &str, ns: Option<&str>) -> String {
     let host = host.to_ascii_lowercase();
-    let ns = ns.unwrap_or("default");
-    match host.matches('.').count() {
-        0 => format!("{host}.{ns}.svc.cluster.local"),
-        1 => format!("{host}.svc.cluster.local"),
-        _ if host.ends_with(".svc") => format!("{host}.cluster.local"),
-        _ => host,
+    if host.contains('.') || host == "*" {
+        return host;
     }
+    format!("{host}.{}.svc.cluster.local", ns.unwrap_or("default"))
 }
 
 /// VirtualServices that hold a mesh TLS route with `sniHosts`.
