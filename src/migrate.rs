@@ -482,8 +482,16 @@ fn gateway_names(n: Option<&Node>) -> Vec<String> {
 }
 
 fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
-    // 1. VirtualServices that send mesh TLS for sniHosts to a cluster-local
-    //    service: the old gateway.
+    let old_gateways = recognise_routes(objs, f)?;
+    recognise_pieces(objs, f, &old_gateways)?;
+    recognise_workload(objs, f);
+    Ok(())
+}
+
+/// Step 1: VirtualServices that send mesh TLS for sniHosts to a
+/// cluster-local service: the old gateway. Returns the Gateways they name
+/// (name, namespace).
+fn recognise_routes(objs: &[Obj], f: &mut Found) -> Result<Vec<(String, Option<String>)>, Error> {
     let mut old_gateways: Vec<(String, Option<String>)> = Vec::new();
     for (i, vs) in of_kind(objs, "VirtualService") {
         let Some(spec) = vs.spec() else { continue };
@@ -566,10 +574,18 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
             help: Some("pass the files or directories that hold the recipe's VirtualService, Gateway, DestinationRule, ServiceEntry and EnvoyFilters".into()),
         });
     }
+    Ok(old_gateways)
+}
 
-    // 2. The rest of the recipe. ServiceEntries last, each matched against
-    // the routes' and Gateways' names only, so that neither input order
-    // nor one ServiceEntry can pull in another.
+/// Step 2: the rest of the recipe. ServiceEntries last, each matched
+/// against the routes' and Gateways' names only, so that neither input
+/// order nor one ServiceEntry can pull in another. Fails without the
+/// recipe's signature.
+fn recognise_pieces(
+    objs: &[Obj],
+    f: &mut Found,
+    old_gateways: &[(String, Option<String>)],
+) -> Result<(), Error> {
     let entries_last = objs
         .iter()
         .enumerate()
@@ -768,8 +784,12 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
             help: Some("egressgen's own manifests and the post-1.20 pattern need no migration (check them with `egressgen lint`); for the old recipe, pass its EnvoyFilters too".into()),
         });
     }
+    Ok(())
+}
 
-    // 3. The old gateway's own workload, when the input holds it.
+/// Step 3: the old gateway's own workload (Service, pods, their identity,
+/// autoscaler), when the input holds it.
+fn recognise_workload(objs: &[Obj], f: &mut Found) {
     let selectors: Vec<Vec<(String, String)>> = f
         .old
         .iter()
@@ -838,7 +858,6 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
             f.old.push((i, "scales the old gateway"));
         }
     }
-    Ok(())
 }
 
 /// Whether an old Gateway's selector and the new gateway's pod labels
