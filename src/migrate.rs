@@ -555,11 +555,8 @@ fn recognise_routes(objs: &[Obj], f: &mut Found) -> Result<Vec<(String, Option<S
             .push((i, "routes the allowed names to the old gateway"));
         f.config_namespaces.insert(vs.namespace.clone());
         for g in vs_gws.iter().filter(|g| *g != "mesh") {
-            let (ns, name) = match g.split_once('/') {
-                Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
-                None => (vs.namespace.clone(), g.clone()),
-            };
-            old_gateways.push((name, ns));
+            let (ns, name) = crate::lint::rules::gateway_ref(g, vs.namespace.as_deref());
+            old_gateways.push((name.to_string(), ns.map(str::to_string)));
         }
         if let Some(hosts) = spec.get("hosts") {
             push_list(f, VS_HOSTS, vs, hosts);

@@ -217,6 +217,21 @@ pub fn fqdn(host: &str, ns: Option<&str>) -> String {
     format!("{host}.{}.svc.cluster.local", ns.unwrap_or("default"))
 }
 
+/// `(namespace, name)` of the Gateway a reference names, as Istio's
+/// `resolveGatewayName` (istio/istio, pilot) resolves it: `ns/name`, `./name`
+/// (the VirtualService's namespace), the legacy FQDN `name.ns[.svc...]`, or a
+/// short `name` in the VirtualService's namespace.
+pub fn gateway_ref<'a>(reference: &'a str, vs_ns: Option<&'a str>) -> (Option<&'a str>, &'a str) {
+    if let Some((ns, name)) = reference.split_once('/') {
+        return (if ns == "." { vs_ns } else { Some(ns) }, name);
+    }
+    if let Some((name, rest)) = reference.split_once('.') {
+        let ns = rest.split('.').next().unwrap_or(rest);
+        return (Some(ns), name);
+    }
+    (vs_ns, reference)
+}
+
 /// VirtualServices that hold a mesh TLS route with `sniHosts`.
 pub fn mesh_tls_routes(model: &Model) -> Vec<usize> {
     let mut v: Vec<usize> = model
