@@ -29,7 +29,7 @@ use crate::config::{self, Overrides};
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::{escaped, quoted};
 use crate::lint::Source;
-use crate::lint::extract::api_group;
+use crate::lint::extract::{api_group, is_istio_api, labels, selects};
 use crate::lint::load::{self, Node, Pos, Value};
 
 /// Filters Istio 1.20 removed from its proxy: with the nginx SNI proxy,
@@ -448,10 +448,7 @@ fn collect(file: &str, node: Node, out: &mut Vec<Obj>) {
 }
 
 fn is_istio(o: &Obj) -> bool {
-    o.api_version
-        .split('/')
-        .next()
-        .is_some_and(|g| g.ends_with(".istio.io"))
+    is_istio_api(&o.api_version)
 }
 
 /// Istio objects of one kind.
@@ -806,9 +803,7 @@ fn recognise_workload(objs: &[Obj], f: &mut Found) {
             }
             (_, "Deployment") => {
                 let pod = labels(o.node.path(&["spec", "template", "metadata", "labels"]));
-                let selected = selectors
-                    .iter()
-                    .any(|s| !s.is_empty() && s.iter().all(|kv| pod.contains(kv)));
+                let selected = selectors.iter().any(|s| !s.is_empty() && selects(s, &pod));
                 if selected {
                     f.old.push((i, "the old gateway pods (Envoy + nginx)"));
                     deployments.push((o.name.clone(), o.namespace.clone()));
@@ -863,14 +858,6 @@ fn recognise_workload(objs: &[Obj], f: &mut Found) {
 fn selectors_clash(old: &[(String, String)], new: &[(String, String)]) -> bool {
     let within = |a: &[(String, String)], b: &[(String, String)]| a.iter().all(|kv| b.contains(kv));
     !old.is_empty() && (within(old, new) || within(new, old))
-}
-
-fn labels(n: Option<&Node>) -> Vec<(String, String)> {
-    n.map(Node::entries)
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|(k, v)| Some((k.scalar_text()?, v.scalar_text()?)))
-        .collect()
 }
 
 fn push_port(f: &mut Found, p: i64, role: &'static str, o: &Obj, at: Pos) {
