@@ -66,8 +66,13 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// The message for a failed `-o FILE`: what, where and what to do.
 pub fn write_error(path: &Path, e: &std::io::Error) -> String {
     use std::io::ErrorKind;
+    let parent_missing = path
+        .parent()
+        .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir());
     let help = match e.kind() {
-        ErrorKind::NotFound => "create the directory first, or pass -o a path in an existing one",
+        ErrorKind::NotFound if parent_missing => {
+            "create the directory first, or pass -o a path in an existing one"
+        }
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
             "pass -o a path you may write to"
         }
