@@ -933,18 +933,61 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
         help: Some("use Istio 1.16 or newer; see README.md for the API versions".into()),
     })?;
 
-    if spec.domains.value.is_empty() {
+    let (allowlist, notes) = validate_domains(name, &spec.domains)?;
+
+    let g = spec.gateway;
+    Ok((
+        Config {
+            name: file.metadata.name.value,
+            allowlist,
+            istio,
+            gateway: Gateway {
+                name: g.name.value,
+                namespace: g.namespace.value,
+                deployment: g.deployment.value,
+                service_account: g.service_account.value,
+                labels: g.labels.value,
+                service_port: g.service_port.0,
+                target_port: g.target_port.0,
+                replicas: g.replicas.value,
+                resources: g.resources,
+                openshift: g.openshift,
+                pod_disruption_budget: g.pod_disruption_budget,
+                topology_spread: g.topology_spread,
+                autoscaling,
+            },
+            config_namespace: spec.config_namespace.value,
+            upstream_port: ports[0].upstream,
+            ports,
+            lookup_family: spec.dns.lookup_family,
+            dns_cache,
+            access_log: spec.access_log,
+            allowed_clients,
+            network_policy,
+        },
+        notes,
+    ))
+}
+
+/// The config's domains as the allowlist, each parsed once by
+/// [`Pattern::parse`]; a normalised, duplicate or covered entry becomes a
+/// note at its line.
+fn validate_domains(
+    name: &str,
+    domains: &Spanned<Vec<Spanned<String>>>,
+) -> Result<(Allowlist, Vec<Note>), Error> {
+    if domains.value.is_empty() {
         return Err(Error {
-            at: pos(name, &spec.domains.referenced),
+            at: pos(name, &domains.referenced),
             message: "spec.domains is empty; an egress allowlist needs at least one domain".into(),
             help: Some("add entries such as `*.example.com` or `api.example.com`".into()),
         });
     }
     let mut notes = Vec::new();
-    let mut patterns = Vec::with_capacity(spec.domains.value.len());
+    let mut patterns = Vec::with_capacity(domains.value.len());
     // Where each pattern occurs, in order, to point drops at their lines.
     let mut occurrences: HashMap<Pattern, Vec<Location>> = HashMap::new();
-    for d in &spec.domains.value {
+    for d in &domains.value {
         let (p, normalised) = Pattern::parse(&d.value).map_err(|e| Error {
             at: pos(name, &d.referenced),
             message: format!("invalid domain {}: {e}", quoted(&d.value)),
@@ -985,39 +1028,7 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
             message: d.to_string(),
         });
     }
-
-    let g = spec.gateway;
-    Ok((
-        Config {
-            name: file.metadata.name.value,
-            allowlist,
-            istio,
-            gateway: Gateway {
-                name: g.name.value,
-                namespace: g.namespace.value,
-                deployment: g.deployment.value,
-                service_account: g.service_account.value,
-                labels: g.labels.value,
-                service_port: g.service_port.0,
-                target_port: g.target_port.0,
-                replicas: g.replicas.value,
-                resources: g.resources,
-                openshift: g.openshift,
-                pod_disruption_budget: g.pod_disruption_budget,
-                topology_spread: g.topology_spread,
-                autoscaling,
-            },
-            config_namespace: spec.config_namespace.value,
-            upstream_port: ports[0].upstream,
-            ports,
-            lookup_family: spec.dns.lookup_family,
-            dns_cache,
-            access_log: spec.access_log,
-            allowed_clients,
-            network_policy,
-        },
-        notes,
-    ))
+    Ok((allowlist, notes))
 }
 
 /// Ports Istio's proxy itself listens on in a gateway pod (Istio's "Ports
