@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Overrides};
@@ -225,7 +225,7 @@ fn normalise_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
 
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Render(args) => cmd_render(args),
+        Command::Render(args) => render::command::run(&args),
         Command::Lint(args) => crate::lint::command::run(&args),
         Command::Schema => {
             output::print(&config::json_schema())?;
@@ -263,61 +263,4 @@ pub fn load_config(
         let _ = writeln!(err, "{n}");
     }
     Ok(cfg)
-}
-
-/// The `render` command that writes what `args` render to `path`.
-fn render_to(args: &RenderArgs, path: &std::path::Path) -> String {
-    use crate::escape::shell_word;
-    let mut cmd = String::from("egressgen render");
-    let mut arg = |flag: &str, value: &str| {
-        cmd.push_str(&format!(" {flag} {}", shell_word(value)));
-    };
-    match &args.config {
-        Some(c) => arg("-c", &c.display().to_string()),
-        None => args.domains.iter().for_each(|d| arg("--domain", d)),
-    }
-    if let Some(v) = &args.istio_version {
-        arg("--istio-version", v);
-    }
-    arg("-o", &path.display().to_string());
-    cmd
-}
-
-fn cmd_render(args: RenderArgs) -> Result<u8> {
-    let overrides = Overrides {
-        istio_version: args.istio_version.clone(),
-    };
-    let cfg = load_config(args.config.as_deref(), &args.domains, &overrides)?;
-    let rendered = render::render(&cfg)?;
-    for w in &rendered.warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Some(path) = &args.check {
-        let current = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", crate::escape::path(path)))?;
-        if current == rendered.manifest {
-            eprintln!("{} is up to date", crate::escape::path(path));
-            return Ok(exit::OK);
-        }
-        let diff = output::unified_diff(
-            &path.display().to_string(),
-            &current,
-            "rendered",
-            &rendered.manifest,
-            output::stdout_color(),
-        );
-        output::print(&diff)?;
-        eprintln!(
-            "{} differs from the rendered manifest; to update it, run `{}`",
-            path.display(),
-            render_to(&args, path)
-        );
-        return Ok(exit::FINDINGS);
-    }
-    match &args.output {
-        Some(path) => output::write_atomic(path, rendered.manifest.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => output::print(&rendered.manifest)?,
-    }
-    Ok(exit::OK)
 }

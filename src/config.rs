@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::{self, quoted};
+use crate::schema::check_dns_label;
 
 pub const API_VERSION: &str = "egressgen.io/v1alpha1";
 pub const KIND: &str = "EgressGateway";
@@ -696,14 +697,20 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Vec<Note>), E
         message: format!("cannot read config {}: {e}", quoted(&name)),
         help: Some("pass the path of an EgressGateway file with -c".into()),
     })?;
-    let text = String::from_utf8(text).map_err(|e| Error {
-        at: None,
-        message: format!(
-            "config {} is not UTF-8 (byte {} is invalid)",
-            quoted(&name),
-            e.utf8_error().valid_up_to()
-        ),
-        help: None,
+    let text = String::from_utf8(text).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Error {
+            at: Some(Pos {
+                file: name.clone(),
+                line: 1 + valid.iter().filter(|&&b| b == b'\n').count() as u64,
+                column: 1 + String::from_utf8_lossy(&valid[line_start..])
+                    .chars()
+                    .count() as u64,
+            }),
+            message: format!("the config is not UTF-8 (byte {} is invalid)", valid.len()),
+            help: Some("save the file as UTF-8".into()),
+        }
     })?;
     parse(&name, &text, overrides)
 }
@@ -774,13 +781,40 @@ fn yaml_error(name: &str, e: &serde_saphyr::Error) -> Error {
             "; use from_str_multiple or from_str_multiple_with_options",
             "; a config file holds exactly one EgressGateway document",
         );
+    // serde's words for a value of the wrong shape, in the user's.
+    if let serde_saphyr::Error::Unexpected { expected, .. } = plain {
+        let what = match *expected {
+            "mapping start" => Some("a mapping (`key: value` lines)"),
+            "sequence start" => Some("a list"),
+            "string scalar" => Some("a string"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            message = format!("expected {what} here");
+        }
+    }
+    const FIELDS: &str =
+        "`egressgen schema` prints every field and its type, and README.md documents them";
     let help = if message.contains("unknown field") {
+        Some(format!("check the spelling; {FIELDS}"))
+    } else if matches!(plain, serde_saphyr::Error::Eof { .. }) {
+        Some(format!(
+            "a config holds `apiVersion: {API_VERSION}`, `kind: EgressGateway`, metadata.name and \
+             spec.domains (see examples/egress.yaml)"
+        ))
+    } else if matches!(plain, serde_saphyr::Error::MultipleDocuments { .. }) {
+        Some("keep only the EgressGateway document in this file".into())
+    } else if message.starts_with("duplicate mapping key") {
+        Some("remove one of the two: a key appears once in a mapping".into())
+    } else if matches!(plain, serde_saphyr::Error::ExternalMessage { .. }) {
+        // The YAML parser's own errors: the text is not YAML.
         Some(
-            "check the spelling; `egressgen schema` prints every field, and README.md documents them"
-                .to_string(),
+            "fix the YAML here; quote a value that holds `: ` or ` #`, or starts with `*`, `&`, \
+             `!`, `[` or `{`"
+                .into(),
         )
     } else {
-        None
+        Some(FIELDS.to_string())
     };
     Error {
         at: e.location().and_then(|l| pos(name, &l)),
@@ -802,14 +836,14 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
                 "apiVersion is {}, expected `{API_VERSION}`",
                 quoted(&file.api_version.value)
             ),
-            "",
+            &format!("set `apiVersion: {API_VERSION}`"),
         ));
     }
     if file.kind.value != KIND {
         return Err(err(
             &file.kind.referenced,
             format!("kind is {}, expected `{KIND}`", quoted(&file.kind.value)),
-            "",
+            &format!("set `kind: {KIND}`"),
         ));
     }
     let spec = file.spec;
@@ -856,7 +890,13 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
     }
     for (k, v) in &spec.gateway.labels.value {
         if let Err(why) = check_label(k, v) {
-            return Err(err(&spec.gateway.labels.referenced, why, ""));
+            return Err(err(
+                &spec.gateway.labels.referenced,
+                why,
+                "label keys and values are at most 63 letters, digits, `-`, `_` and `.`, starting \
+                 and ending with a letter or digit; a key may have a DNS prefix and `/`, a value \
+                 may be empty",
+            ));
         }
         if k == INJECT_LABEL {
             return Err(err(
@@ -896,18 +936,61 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
         help: Some("use Istio 1.16 or newer; see README.md for the API versions".into()),
     })?;
 
-    if spec.domains.value.is_empty() {
+    let (allowlist, notes) = validate_domains(name, &spec.domains)?;
+
+    let g = spec.gateway;
+    Ok((
+        Config {
+            name: file.metadata.name.value,
+            allowlist,
+            istio,
+            gateway: Gateway {
+                name: g.name.value,
+                namespace: g.namespace.value,
+                deployment: g.deployment.value,
+                service_account: g.service_account.value,
+                labels: g.labels.value,
+                service_port: g.service_port.0,
+                target_port: g.target_port.0,
+                replicas: g.replicas.value,
+                resources: g.resources,
+                openshift: g.openshift,
+                pod_disruption_budget: g.pod_disruption_budget,
+                topology_spread: g.topology_spread,
+                autoscaling,
+            },
+            config_namespace: spec.config_namespace.value,
+            upstream_port: ports[0].upstream,
+            ports,
+            lookup_family: spec.dns.lookup_family,
+            dns_cache,
+            access_log: spec.access_log,
+            allowed_clients,
+            network_policy,
+        },
+        notes,
+    ))
+}
+
+/// The config's domains as the allowlist, each parsed once by
+/// [`Pattern::parse`]; a normalised, duplicate or covered entry becomes a
+/// note at its line.
+fn validate_domains(
+    name: &str,
+    domains: &Spanned<Vec<Spanned<String>>>,
+) -> Result<(Allowlist, Vec<Note>), Error> {
+    if domains.value.is_empty() {
         return Err(Error {
-            at: pos(name, &spec.domains.referenced),
+            at: pos(name, &domains.referenced),
             message: "spec.domains is empty; an egress allowlist needs at least one domain".into(),
             help: Some("add entries such as `*.example.com` or `api.example.com`".into()),
         });
     }
     let mut notes = Vec::new();
-    let mut patterns = Vec::with_capacity(spec.domains.value.len());
+    let mut patterns = Vec::with_capacity(domains.value.len());
     // Where each pattern occurs, in order, to point drops at their lines.
     let mut occurrences: HashMap<Pattern, Vec<Location>> = HashMap::new();
-    for d in &spec.domains.value {
+    for d in &domains.value {
         let (p, normalised) = Pattern::parse(&d.value).map_err(|e| Error {
             at: pos(name, &d.referenced),
             message: format!("invalid domain {}: {e}", quoted(&d.value)),
@@ -948,39 +1031,7 @@ fn validate(name: &str, file: File, overrides: &Overrides) -> Result<(Config, Ve
             message: d.to_string(),
         });
     }
-
-    let g = spec.gateway;
-    Ok((
-        Config {
-            name: file.metadata.name.value,
-            allowlist,
-            istio,
-            gateway: Gateway {
-                name: g.name.value,
-                namespace: g.namespace.value,
-                deployment: g.deployment.value,
-                service_account: g.service_account.value,
-                labels: g.labels.value,
-                service_port: g.service_port.0,
-                target_port: g.target_port.0,
-                replicas: g.replicas.value,
-                resources: g.resources,
-                openshift: g.openshift,
-                pod_disruption_budget: g.pod_disruption_budget,
-                topology_spread: g.topology_spread,
-                autoscaling,
-            },
-            config_namespace: spec.config_namespace.value,
-            upstream_port: ports[0].upstream,
-            ports,
-            lookup_family: spec.dns.lookup_family,
-            dns_cache,
-            access_log: spec.access_log,
-            allowed_clients,
-            network_policy,
-        },
-        notes,
-    ))
+    Ok((allowlist, notes))
 }
 
 /// Ports Istio's proxy itself listens on in a gateway pod (Istio's "Ports
@@ -1392,26 +1443,6 @@ fn is_cidr(s: &str) -> bool {
         Ok(std::net::IpAddr::V6(_)) => len <= 128,
         Err(_) => false,
     }
-}
-
-/// RFC 1123 label, as Kubernetes requires for names and namespaces.
-fn check_dns_label(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() {
-        return Err("is empty");
-    }
-    if s.len() > 63 {
-        return Err("is longer than 63 characters");
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err("has characters other than a-z, 0-9 and `-`");
-    }
-    if s.starts_with('-') || s.ends_with('-') {
-        return Err("starts or ends with `-`");
-    }
-    Ok(())
 }
 
 /// The pod label through which Istio injects the gateway's proxy; the

@@ -535,6 +535,12 @@ impl Allowlist {
     }
 }
 
+/// Whether `name` is an exact entry as written: valid, already normalised
+/// (lowercase, no trailing dot). [`group_under_wildcards`] keeps only these.
+pub fn is_exact_entry(name: &str) -> bool {
+    matches!(Pattern::parse(name), Ok((Pattern::Exact(ref e), _)) if e == name)
+}
+
 /// Names seen together, and the wildcard that would cover them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -553,12 +559,12 @@ pub struct Group {
 /// two-letter country code with a short second level (`co.uk`, `com.au`);
 /// a heuristic, not the Public Suffix List, so the result is a suggestion.
 /// Within a site, two or more names below a common suffix get `*.suffix`,
-/// the narrowest wildcard covering them all. Names that are not valid
-/// patterns are skipped; groups come out sorted like [`Allowlist::entries`].
+/// the narrowest wildcard covering them all. Names that are not
+/// [`is_exact_entry`] are skipped; groups come out sorted like [`Allowlist::entries`].
 pub fn group_under_wildcards<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Group> {
     let mut sites: std::collections::BTreeMap<Vec<&str>, Vec<&str>> = Default::default();
     for n in names {
-        if !matches!(Pattern::parse(n), Ok((Pattern::Exact(ref e), _)) if e == n) {
+        if !is_exact_entry(n) {
             continue;
         }
         let labels: Vec<&str> = n.rsplit('.').collect();

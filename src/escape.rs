@@ -61,6 +61,11 @@ pub fn path(p: &std::path::Path) -> String {
     }
 }
 
+/// [`path`] wrapped in backticks, for messages.
+pub fn quoted_path(p: &std::path::Path) -> String {
+    format!("`{}`", path(p))
+}
+
 /// Bytes that may not be UTF-8 (an SNI off the wire), for a JSON string:
 /// only what could act on a terminal or hide text is escaped (as
 /// [`controls_escaped`] does), and bytes that are not UTF-8 as `\xNN`;

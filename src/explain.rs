@@ -3,8 +3,8 @@
 //!
 //! This is a thin layer of wording over [`Allowlist::decide`], the one place
 //! that decides; it adds hints (the bare domain of a wildcard, a trailing
-//! dot, an exact entry above the host) but never a verdict of its own. It
-//! does not load configs or print: the CLI does.
+//! dot, an exact entry above the host) but never a verdict of its own.
+//! [`explain`] neither loads configs nor prints; [`run`] is the command glue.
 
 use std::fmt::Write;
 

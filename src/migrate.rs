@@ -29,7 +29,7 @@ use crate::config::{self, Overrides};
 use crate::domain::{Allowlist, Pattern};
 use crate::escape::{escaped, quoted};
 use crate::lint::Source;
-use crate::lint::extract::api_group;
+use crate::lint::extract::{api_group, is_istio_api, labels, selects};
 use crate::lint::load::{self, Node, Pos, Value};
 
 /// Filters Istio 1.20 removed from its proxy: with the nginx SNI proxy,
@@ -69,24 +69,17 @@ pub struct Migration {
 
 /// Input that cannot be migrated: exit 2.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}{}", help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
-pub struct Error {
-    pub message: String,
-    pub help: Option<String>,
-}
-
-impl From<load::InputError> for Error {
-    fn from(e: load::InputError) -> Self {
-        let at = match e.at {
-            Some(p) => format!("{}:{}:{}: ", e.file, p.line, p.column),
-            None if !e.file.is_empty() => format!("{}: ", e.file),
-            None => String::new(),
-        };
-        Error {
-            message: format!("{at}{}", e.message),
-            help: e.help,
-        }
-    }
+pub enum Error {
+    /// A file that cannot be read or parsed, told as lint tells it
+    /// (`file:line:col: error: ...`, the file name escaped).
+    #[error("{0}")]
+    Input(#[from] load::InputError),
+    /// Input that is not the old recipe, or that the new config cannot hold.
+    #[error("error: {message}{}", help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
+    Recipe {
+        message: String,
+        help: Option<String>,
+    },
 }
 
 /// One Kubernetes object of the input.
@@ -148,14 +141,12 @@ struct ServiceRef {
 }
 
 impl ServiceRef {
-    /// `name` or `name.ns.svc[.cluster.local]`; a relative name is in the
-    /// namespace of the resource that names it. Anything else is an
-    /// external host, not the gateway.
+    /// `name` or `name.ns.svc.cluster.local`; a name without a dot is in the
+    /// namespace of the resource that names it. Anything else (`name.ns`,
+    /// `name.ns.svc` too: Istio expands no name with a dot, as lint's
+    /// `rules::fqdn` says) is an external host, not the gateway.
     fn parse(host: &str, default_ns: Option<&str>) -> Option<ServiceRef> {
-        let trimmed = host
-            .strip_suffix(".svc.cluster.local")
-            .or_else(|| host.strip_suffix(".svc"))
-            .unwrap_or(host);
+        let trimmed = host.strip_suffix(".svc.cluster.local").unwrap_or(host);
         let parts: Vec<&str> = trimmed.split('.').collect();
         let cluster_local = trimmed.len() != host.len();
         match parts.as_slice() {
@@ -225,7 +216,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
     }
     let (allowlist, dropped) = Allowlist::new(all);
     if allowlist.is_empty() {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: "the old resources list no domain that egressgen can allow".into(),
             help: Some("check the hosts of the ServiceEntry and VirtualService".into()),
         });
@@ -259,7 +250,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         ports.push(443);
     }
     if ports.len() > MAX_PORTS {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: format!(
                 "the old resources use {} upstream ports; egressgen supports at most {MAX_PORTS}",
                 ports.len()
@@ -341,15 +332,16 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         ports: (ports != [443]).then_some(ports.as_slice()),
         domains: allowlist.entries().iter().map(|p| p.to_string()).collect(),
     };
-    let config_text = crate::render::render_template("egressgateway", &ctx).map_err(|e| Error {
-        message: e.to_string(),
-        help: None,
-    })?;
+    let config_text =
+        crate::render::render_template("egressgateway", &ctx).map_err(|e| Error::Recipe {
+            message: e.to_string(),
+            help: None,
+        })?;
     let mut config_text = config_text;
     config_text.push('\n');
     // What we write must load: the round trip starts here.
     let (new_cfg, _) = config::parse("migrated config", &config_text, &Overrides::default())
-        .map_err(|e| Error {
+        .map_err(|e| Error::Recipe {
             message: format!("the migrated config does not load: {e}"),
             help: Some(
                 "pass --istio-version X.Y with a supported version (1.16 or newer), or fix the old ports".into(),
@@ -357,7 +349,7 @@ pub fn migrate(sources: &[Source], opts: &Options) -> Result<Migration, Error> {
         })?;
     // An old object with the name of one the new config renders is
     // replaced by step 1: deleting it afterwards would delete the new one.
-    let rendered = crate::render::render(&new_cfg).map_err(|e| Error {
+    let rendered = crate::render::render(&new_cfg).map_err(|e| Error::Recipe {
         message: format!("the migrated config does not render: {e}"),
         help: None,
     })?;
@@ -456,10 +448,7 @@ fn collect(file: &str, node: Node, out: &mut Vec<Obj>) {
 }
 
 fn is_istio(o: &Obj) -> bool {
-    o.api_version
-        .split('/')
-        .next()
-        .is_some_and(|g| g.ends_with(".istio.io"))
+    is_istio_api(&o.api_version)
 }
 
 /// Istio objects of one kind.
@@ -557,18 +546,27 @@ fn bound_gateways(vs: &Obj, gateways: &[String]) -> Vec<(String, Option<String>)
     gateways
         .iter()
         .filter(|g| *g != "mesh")
-        .map(|g| match g.split_once('/') {
-            Some((ns, n)) => (n.to_string(), Some(ns.to_string())),
-            None => (g.clone(), vs.namespace.clone()),
+        .map(|g| {
+            let (ns, name) = crate::lint::rules::gateway_ref(g, vs.namespace.as_deref());
+            (name.to_string(), ns.map(str::to_string))
         })
         .collect()
 }
 
 fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
-    // 1. VirtualServices that send mesh TLS for sniHosts to a cluster-local
-    //    service, the old gateway: the VirtualService is bound to a Gateway
-    //    too, or another one routes the same names at a Gateway. A mesh TLS
-    //    route with neither is an ordinary in-mesh route, not the recipe's.
+    let old_gateways = recognise_routes(objs, f)?;
+    recognise_pieces(objs, f, &old_gateways)?;
+    recognise_workload(objs, f);
+    Ok(())
+}
+
+/// Step 1: VirtualServices that send mesh TLS for sniHosts to a
+/// cluster-local service, the old gateway: the VirtualService is bound to a
+/// Gateway too, or another one routes the same names at a Gateway (the
+/// recipe split in two). A mesh TLS route with neither is an ordinary
+/// in-mesh route, not the recipe's. Returns the Gateways they name (name,
+/// namespace).
+fn recognise_routes(objs: &[Obj], f: &mut Found) -> Result<Vec<(String, Option<String>)>, Error> {
     let at_gateway = GatewayRouted::of(objs);
     // VirtualServices that route a mesh route's names at the gateway, when
     // the recipe's routes are split in two.
@@ -682,15 +680,23 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
         }
     }
     if f.gateway_services.is_empty() {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: "found no VirtualService that routes TLS `sniHosts` from the mesh to an egress gateway; this does not look like the Istio <=1.19 wildcard egress recipe".into(),
             help: Some("pass the files or directories that hold the recipe's VirtualService, Gateway, DestinationRule, ServiceEntry and EnvoyFilters".into()),
         });
     }
+    Ok(old_gateways)
+}
 
-    // 2. The rest of the recipe. ServiceEntries last, each matched against
-    // the routes' and Gateways' names only, so that neither input order
-    // nor one ServiceEntry can pull in another.
+/// Step 2: the rest of the recipe. ServiceEntries last, each matched
+/// against the routes' and Gateways' names only, so that neither input
+/// order nor one ServiceEntry can pull in another. Fails without the
+/// recipe's signature.
+fn recognise_pieces(
+    objs: &[Obj],
+    f: &mut Found,
+    old_gateways: &[(String, Option<String>)],
+) -> Result<(), Error> {
     let entries_last = objs
         .iter()
         .enumerate()
@@ -884,13 +890,17 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
     // plan to delete what replaces them.
     let signature = f.nginx || f.old.iter().any(|(i, _)| objs[*i].kind == "EnvoyFilter");
     if !signature {
-        return Err(Error {
+        return Err(Error::Recipe {
             message: "found routes to an egress gateway, but none of the recipe's own pieces: no EnvoyFilter with forward_downstream_sni, sni_verifier or tcp_cluster_rewrite (removed in Istio 1.20), and no nginx SNI proxy; this does not look like the Istio <=1.19 wildcard egress recipe".into(),
             help: Some("egressgen's own manifests and the post-1.20 pattern need no migration (check them with `egressgen lint`); for the old recipe, pass its EnvoyFilters too".into()),
         });
     }
+    Ok(())
+}
 
-    // 3. The old gateway's own workload, when the input holds it.
+/// Step 3: the old gateway's own workload (Service, pods, their identity,
+/// autoscaler), when the input holds it.
+fn recognise_workload(objs: &[Obj], f: &mut Found) {
     let selectors: Vec<Vec<(String, String)>> = f
         .old
         .iter()
@@ -910,9 +920,7 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
             }
             (_, "Deployment") => {
                 let pod = labels(o.node.path(&["spec", "template", "metadata", "labels"]));
-                let selected = selectors
-                    .iter()
-                    .any(|s| !s.is_empty() && s.iter().all(|kv| pod.contains(kv)));
+                let selected = selectors.iter().any(|s| !s.is_empty() && selects(s, &pod));
                 if selected {
                     f.old.push((i, "the old gateway pods (Envoy + nginx)"));
                     deployments.push((o.name.clone(), o.namespace.clone()));
@@ -959,7 +967,6 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
             f.old.push((i, "scales the old gateway"));
         }
     }
-    Ok(())
 }
 
 /// Whether an old Gateway's selector and the new gateway's pod labels
@@ -968,14 +975,6 @@ fn recognise(objs: &[Obj], f: &mut Found) -> Result<(), Error> {
 fn selectors_clash(old: &[(String, String)], new: &[(String, String)]) -> bool {
     let within = |a: &[(String, String)], b: &[(String, String)]| a.iter().all(|kv| b.contains(kv));
     !old.is_empty() && (within(old, new) || within(new, old))
-}
-
-fn labels(n: Option<&Node>) -> Vec<(String, String)> {
-    n.map(Node::entries)
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|(k, v)| Some((k.scalar_text()?, v.scalar_text()?)))
-        .collect()
 }
 
 fn push_port(f: &mut Found, p: i64, role: &'static str, o: &Obj, at: Pos) {
@@ -1055,12 +1054,7 @@ fn nginx_resolver(conf: &str) -> Option<String> {
 
 /// A DNS label fit for a Kubernetes name.
 fn config_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    crate::schema::check_dns_label(s).is_ok()
 }
 
 /// A name or namespace safe to paste into a shell command: a Kubernetes
@@ -1328,14 +1322,14 @@ pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
     let m = match migrate(&sources, &opts) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{e}");
             return Ok(crate::cli::exit::USAGE);
         }
     };
     match &args.output {
         Some(path) => {
             crate::output::write_atomic(path, m.config.as_bytes())
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", crate::escape::path(path)))?;
+                .map_err(|e| anyhow::anyhow!(crate::output::write_error(path, &e)))?;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", m.plan);
             let _ = writeln!(out, "Wrote {}", crate::escape::path(path));
@@ -1374,6 +1368,8 @@ mod tests {
         assert_eq!(g.name, "istio-egressgateway-with-sni-proxy");
         assert_eq!(g.namespace.as_deref(), Some("istio-system"));
         assert!(ServiceRef::parse("www.wikipedia.org", None).is_none());
+        // Istio expands only a name without a dot (as lint's `fqdn` does).
+        assert!(ServiceRef::parse("gw.istio-system.svc", None).is_none());
         assert_eq!(
             ServiceRef::parse("gw", Some("a"))
                 .unwrap()

@@ -63,6 +63,27 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The message for a failed `-o FILE`: what, where and what to do.
+pub fn write_error(path: &Path, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let parent_missing = path
+        .parent()
+        .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir());
+    let help = match e.kind() {
+        ErrorKind::NotFound if parent_missing => {
+            "create the directory first, or pass -o a path in an existing one"
+        }
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            "pass -o a path you may write to"
+        }
+        _ => "pass -o the path of a regular file, or leave -o out to print to stdout",
+    };
+    format!(
+        "cannot write {}: {e}\n  help: {help}",
+        crate::escape::quoted_path(path)
+    )
+}
+
 /// Our stdout or stderr when `path` is the same file (same device and
 /// inode), so writes go through the open descriptor and its offset.
 fn standard_stream(path: &Path) -> Option<Box<dyn Write>> {

@@ -386,14 +386,28 @@ fn metadata_strings(object: &Value) -> Vec<Violation> {
     out
 }
 
+/// RFC 1123 label, as Kubernetes requires for names and namespaces.
+pub fn check_dns_label(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("is empty");
+    }
+    if s.len() > 63 {
+        return Err("is longer than 63 characters");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("has characters other than a-z, 0-9 and `-`");
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Err("starts or ends with `-`");
+    }
+    Ok(())
+}
+
 fn dns1123_label(s: &str) -> Option<&'static str> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    (!ok).then_some(
+    check_dns_label(s).is_err().then_some(
         "not a DNS-1123 label: at most 63 characters of a-z, 0-9 and hyphens, starting and ending \
          with a letter or digit",
     )

@@ -146,7 +146,19 @@ fn output_file_is_written_atomically() {
     render_example_to(dir.path().join("missing/dir/out.yaml"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("cannot write"));
+        .stderr(
+            predicate::str::contains("cannot write").and(predicate::str::contains(
+                "\n  help: create the directory first, or pass -o a path in an existing one\n",
+            )),
+        );
+    egressgen()
+        .args(["render", "--domain", "a.example", "--check"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "\n  help: pass --check the manifest file `render -o` wrote\n",
+        ));
 }
 
 #[test]

@@ -23,6 +23,11 @@ fn bad_config() {
             !stderr.chars().any(|c| c.is_control() && c != '\n'),
             "control characters reach the terminal: {stderr:?}"
         );
+        assert!(
+            stderr.contains("\n  help: "),
+            "{}: no help line says what to do: {stderr}",
+            relative.display()
+        );
         insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_snapshot!(stderr);
         });

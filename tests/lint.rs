@@ -369,6 +369,7 @@ fn bad_input() {
                     report.input_errors.iter().map(|e| format!("{e}\n")).collect()
                 }
             };
+            assert!(out.contains("\n  help: "), "{}: no help line: {out}", rel.display());
             insta::assert_snapshot!(out);
         });
     });

@@ -243,3 +243,20 @@ fn the_allowlist_does_not_depend_on_input_order() {
         "{one}"
     );
 }
+
+/// A file that does not parse is told as lint tells it: the location first,
+/// then `error:`, and the file name escaped so it cannot drive the terminal.
+#[test]
+fn bad_yaml_is_located_like_lint_with_the_file_name_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a\x1b[31mred.yaml"), "x: [\n").unwrap();
+    let out = egressgen().arg("migrate").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+    let want = format!(
+        "{}/a\\u{{1b}}[31mred.yaml:2:1: error: invalid YAML",
+        dir.path().display()
+    );
+    assert!(stderr.starts_with(&want), "{stderr}");
+}

@@ -1858,6 +1858,15 @@ fn bad_flags_exit_2_before_serving() {
             &["--allow", "a.com", "--sched", "fifo"],
             "invalid value 'fifo' for '--sched",
         ),
+        (
+            &[
+                "--allow",
+                "a.com",
+                "--access-log",
+                "/nonexistent/dir/access.log",
+            ],
+            "\n  help: pass --access-log a file you may write to",
+        ),
     ];
     for (args, want) in cases {
         let err = serve_refused(args);

@@ -15,6 +15,14 @@ use crate::domain::{DomainError, Normalised, Pattern};
 /// The annotation that silences codes on one resource.
 pub const IGNORE_ANNOTATION: &str = "egressgen.io/ignore";
 
+/// Whether an `apiVersion` is one of Istio's API groups (`*.istio.io/...`).
+pub fn is_istio_api(api_version: &str) -> bool {
+    api_version
+        .split('/')
+        .next()
+        .is_some_and(|g| g.ends_with(".istio.io"))
+}
+
 /// The API group of an `apiVersion` (`networking.istio.io/v1` ->
 /// `networking.istio.io`; empty for the core group's `v1`).
 pub fn api_group(api_version: &str) -> &str {
@@ -82,10 +90,7 @@ impl Resource {
     }
 
     pub fn is_istio(&self) -> bool {
-        self.api_version
-            .split('/')
-            .next()
-            .is_some_and(|g| g.ends_with(".istio.io"))
+        is_istio_api(&self.api_version)
     }
 }
 

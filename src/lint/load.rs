@@ -209,8 +209,8 @@ pub fn parse(source: usize, name: &str, text: &str) -> Result<Vec<Document>, Inp
     let err = |at: Option<Pos>, message: String| InputError {
         file: name.to_string(),
         at,
+        help: Some(yaml_help(&message).into()),
         message,
-        help: None,
     };
     let mut docs = Vec::new();
     let mut builder = Builder::default();
@@ -235,6 +235,23 @@ pub fn parse(source: usize, name: &str, text: &str) -> Result<Vec<Document>, Inp
         }
     }
     Ok(docs)
+}
+
+/// What to do about a YAML error, by what the parser (or the builder below)
+/// said.
+fn yaml_help(message: &str) -> &'static str {
+    if message.contains("tabs") {
+        "indent with spaces: YAML does not allow tabs in indentation"
+    } else if message.contains("duplicate key") {
+        "remove one of the two"
+    } else if message.contains("unknown anchor") {
+        "define the anchor (`&name`) before an alias (`*name`) uses it"
+    } else if message.contains("nesting deeper") || message.contains("aliases expand") {
+        "lint only Kubernetes manifests; leave other YAML out with --exclude"
+    } else {
+        "fix the YAML here; quote a value that holds `: ` or ` #`, or starts with `*`, `&`, `!`, \
+         `[` or `{`"
+    }
 }
 
 /// A collection being built: its start, its items, and a pending key.

@@ -323,10 +323,7 @@ type Id = (String, String, String, String);
 
 fn id(item: &Node) -> Option<Id> {
     let r = resource_ref(item)?;
-    let group = match r.api_version.rsplit_once('/') {
-        Some((g, _)) => g.to_string(),
-        None => String::new(),
-    };
+    let group = crate::lint::extract::api_group(&r.api_version).to_string();
     Some((group, r.kind, r.namespace.unwrap_or_default(), r.name))
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Both use the same `EgressGateway` config and the same renderer as
 //! `egressgen render`; this module only adapts their calling conventions.
-//! [`node`] carries the objects of a ResourceList through unchanged.
+//! [`validator`] is the KRM function's `lint` mode, over the same lint
+//! engine. [`node`] carries the objects of a ResourceList through unchanged.
 
 pub mod krm;
 pub mod kustomize;

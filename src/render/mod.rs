@@ -6,6 +6,7 @@
 //! template's context; the templates decide the YAML; [`yaml`] makes every
 //! interpolated value YAML-safe.
 
+pub mod command;
 pub mod yaml;
 
 use std::collections::BTreeMap;

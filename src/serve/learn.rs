@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::domain::{Denial, group_under_wildcards};
+use crate::domain::{Denial, group_under_wildcards, is_exact_entry};
 use crate::escape::quoted;
 use crate::render::yaml::scalar;
 
@@ -130,7 +130,7 @@ impl Learned {
             }
         }
         // Names that are not valid entries never reach the groups above.
-        for (n, seen) in s.names.iter().filter(|(n, _)| !is_listed(n)) {
+        for (n, seen) in s.names.iter().filter(|(n, _)| !is_exact_entry(n)) {
             let _ = writeln!(
                 out,
                 "    # not a valid entry: {} ({} connections)",
@@ -166,12 +166,6 @@ impl Learned {
         }
         out
     }
-}
-
-/// Valid names are listed by `group_under_wildcards`; this mirrors its
-/// filter so nothing is silently skipped.
-fn is_listed(n: &str) -> bool {
-    matches!(crate::domain::Pattern::parse(n), Ok((crate::domain::Pattern::Exact(ref e), _)) if e == n)
 }
 
 fn plural(n: u64) -> &'static str {

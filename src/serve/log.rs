@@ -295,10 +295,6 @@ impl AccessLog {
         }
     }
 
-    pub fn is_on(&self) -> bool {
-        self.sink.is_some()
-    }
-
     pub fn write(&self, e: &Entry<'_>) {
         let Some(sink) = &self.sink else { return };
         let line = match self.format {

@@ -496,7 +496,13 @@ fn open_log(spec: Option<&str>, format: Format) -> Result<AccessLog> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .with_context(|| format!("cannot open access log {}", quoted(path)))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot open access log {}: {e}\n  help: pass --access-log a file you may \
+                         write to in an existing directory, `-` for stdout or `off`",
+                        quoted(path)
+                    )
+                })?;
             AccessLog::new(Box::new(f), format, false)
         }
     })

@@ -31,6 +31,7 @@
 use super::{Ctx, Rule};
 use crate::escape::{escaped, quoted};
 use crate::lint::Severity;
+use crate::lint::extract::api_group;
 use crate::lint::load::Node;
 use crate::schema;
 
@@ -48,8 +49,7 @@ fn check(ctx: &mut Ctx) {
         let Some(violations) = schema::validate(&r.api_version, &r.kind, &r.node.to_json()) else {
             // IstioOperator (`install.istio.io`) is istioctl's install input,
             // not a served networking/security API: no schema is shipped for it.
-            let group = r.api_version.split('/').next().unwrap_or("");
-            if group.ends_with(".istio.io") && group != "install.istio.io" {
+            if r.is_istio() && api_group(&r.api_version) != "install.istio.io" {
                 let at = r.node.get("apiVersion").map_or(r.at, |n| n.at);
                 ctx.report(
                     i,

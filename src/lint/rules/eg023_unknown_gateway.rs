@@ -46,7 +46,7 @@
 //!     - "*.wikipedia.org"
 //! ```
 
-use super::{Ctx, Rule};
+use super::{Ctx, Rule, gateway_ref};
 use crate::escape::quoted;
 use crate::lint::Severity;
 use crate::lint::load::Node;
@@ -80,7 +80,7 @@ fn check(ctx: &mut Ctx) {
             if name == MESH {
                 continue;
             }
-            let (ns, gw_name) = resolve(name, vs_ns);
+            let (ns, gw_name) = gateway_ref(name, vs_ns);
             // A namespace that is not written down (the resource's or the
             // Gateway's) matches any, as the other rules do.
             let known = gateways.iter().any(|(g_ns, g_name)| {
@@ -147,21 +147,6 @@ fn references(spec: &Node) -> Vec<(&Node, String)> {
         }
     }
     refs
-}
-
-/// `(namespace, name)` of the Gateway a reference names, as Istio's
-/// `resolveGatewayName` (istio/istio, pilot) resolves it: `ns/name`, `./name`
-/// (the VirtualService's namespace), the legacy FQDN `name.ns[.svc...]`, or a
-/// short `name` in the VirtualService's namespace.
-fn resolve<'a>(reference: &'a str, vs_ns: Option<&'a str>) -> (Option<&'a str>, &'a str) {
-    if let Some((ns, name)) = reference.split_once('/') {
-        return (if ns == "." { vs_ns } else { Some(ns) }, name);
-    }
-    if let Some((name, rest)) = reference.split_once('.') {
-        let ns = rest.split('.').next().unwrap_or(rest);
-        return (Some(ns), name);
-    }
-    (vs_ns, reference)
 }
 
 /// A misspelt `mesh`: not `mesh` itself, but a case variant of it (`Mesh`,

@@ -205,37 +205,31 @@ pub fn config_hosts(opts: &Options) -> Option<std::collections::HashSet<String>>
     })
 }
 
-/// The gateway Service's names a route may use: `name.ns.svc.cluster.local`
-/// and the short forms Istio expands relative to the route's namespace.
-pub fn service_host_matches(
-    host: &str,
-    route_ns: Option<&str>,
-    svc_name: &str,
-    svc_ns: Option<&str>,
-) -> bool {
-    let host = host.to_ascii_lowercase();
-    let svc_ns = svc_ns.or(route_ns).unwrap_or("default");
-    let fqdn = format!("{svc_name}.{svc_ns}.svc.cluster.local");
-    if host == fqdn
-        || host == format!("{svc_name}.{svc_ns}")
-        || host == format!("{svc_name}.{svc_ns}.svc")
-    {
-        return true;
-    }
-    host == svc_name && route_ns.unwrap_or("default") == svc_ns
-}
-
-/// A Kubernetes host name expanded to its FQDN, as Istio does for short
-/// names relative to the namespace of the resource that writes it.
+/// A host as Istio reads it in the resource that writes it: a name without
+/// a dot is a Service of that resource's namespace; any other name is taken
+/// as written (`gw.ns` and `gw.ns.svc` are not expanded, so they name no
+/// Service). istio/istio `pilot/pkg/model/config.go` `ResolveShortnameToFQDN`.
 pub fn fqdn(host: &str, ns: Option<&str>) -> String {
     let host = host.to_ascii_lowercase();
-    let ns = ns.unwrap_or("default");
-    match host.matches('.').count() {
-        0 => format!("{host}.{ns}.svc.cluster.local"),
-        1 => format!("{host}.svc.cluster.local"),
-        _ if host.ends_with(".svc") => format!("{host}.cluster.local"),
-        _ => host,
+    if host.contains('.') || host == "*" {
+        return host;
     }
+    format!("{host}.{}.svc.cluster.local", ns.unwrap_or("default"))
+}
+
+/// `(namespace, name)` of the Gateway a reference names, as Istio's
+/// `resolveGatewayName` (istio/istio, pilot) resolves it: `ns/name`, `./name`
+/// (the VirtualService's namespace), the legacy FQDN `name.ns[.svc...]`, or a
+/// short `name` in the VirtualService's namespace.
+pub fn gateway_ref<'a>(reference: &'a str, vs_ns: Option<&'a str>) -> (Option<&'a str>, &'a str) {
+    if let Some((ns, name)) = reference.split_once('/') {
+        return (if ns == "." { vs_ns } else { Some(ns) }, name);
+    }
+    if let Some((name, rest)) = reference.split_once('.') {
+        let ns = rest.split('.').next().unwrap_or(rest);
+        return (Some(ns), name);
+    }
+    (vs_ns, reference)
 }
 
 /// VirtualServices that hold a mesh TLS route with `sniHosts`.
