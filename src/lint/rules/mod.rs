@@ -205,37 +205,17 @@ pub fn config_hosts(opts: &Options) -> Option<std::collections::HashSet<String>>
     })
 }
 
-/// The gateway Service's names a route may use: `name.ns.svc.cluster.local`
-/// and the short forms Istio expands relative to the route's namespace.
-pub fn service_host_matches(
-    host: &str,
-    route_ns: Option<&str>,
-    svc_name: &str,
-    svc_ns: Option<&str>,
-) -> bool {
-    let host = host.to_ascii_lowercase();
-    let svc_ns = svc_ns.or(route_ns).unwrap_or("default");
-    let fqdn = format!("{svc_name}.{svc_ns}.svc.cluster.local");
-    if host == fqdn
-        || host == format!("{svc_name}.{svc_ns}")
-        || host == format!("{svc_name}.{svc_ns}.svc")
-    {
-        return true;
-    }
-    host == svc_name && route_ns.unwrap_or("default") == svc_ns
-}
-
-/// A Kubernetes host name expanded to its FQDN, as Istio does for short
-/// names relative to the namespace of the resource that writes it.
+/// A host as Istio resolves it for the resource that writes it
+/// (`ResolveShortnameToFQDN`, istio/istio `pilot/pkg/model/config.go`): only
+/// a name without a dot is a short name, expanded to
+/// `name.<namespace>.svc.cluster.local`. Anything with a dot is taken as
+/// written, so `gw.istio-egress` or `gw.istio-egress.svc` name no Service.
 pub fn fqdn(host: &str, ns: Option<&str>) -> String {
     let host = host.to_ascii_lowercase();
-    let ns = ns.unwrap_or("default");
-    match host.matches('.').count() {
-        0 => format!("{host}.{ns}.svc.cluster.local"),
-        1 => format!("{host}.svc.cluster.local"),
-        _ if host.ends_with(".svc") => format!("{host}.cluster.local"),
-        _ => host,
+    if host.contains('.') || host == "*" {
+        return host;
     }
+    format!("{host}.{}.svc.cluster.local", ns.unwrap_or("default"))
 }
 
 /// VirtualServices that hold a mesh TLS route with `sniHosts`.
