@@ -1,6 +1,7 @@
 //! ## What it does
-//! Reports a Gateway server port that is not a `targetPort` of the gateway
-//! Service, and one that Istio would move: for a label-selected gateway,
+//! Reports an egress Gateway server port (see EG014 for which Gateways
+//! count) that is not a `targetPort` of a Service in front of the Gateway's
+//! pods, and one that Istio would move: for a label-selected gateway,
 //! istiod binds a server whose number equals a Service `port` to that
 //! port's `targetPort` (`resolvePorts` in istio/istio
 //! `pilot/pkg/model/gateway.go`). With several upstream ports, a Service
@@ -29,7 +30,7 @@
 //!   - port: {number: 8443, name: tls-egress, protocol: TLS}
 //! ```
 
-use super::{Ctx, Rule, gateway_services};
+use super::{Ctx, Rule, egress_gateways, services_of_gateway};
 use crate::lint::Severity;
 use crate::lint::load::Node;
 
@@ -43,11 +44,21 @@ pub const RULE: Rule = Rule {
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
+    for g in egress_gateways(model) {
+        check_gateway(ctx, g);
+    }
+}
+
+/// Compares Gateway `g`'s servers with the Services in front of its own
+/// pods: another gateway's Service (an ingress on 80 and 443) says nothing
+/// about where this one listens.
+fn check_gateway(ctx: &mut Ctx, g: usize) {
+    let model = ctx.model;
     let mut targets: Vec<i64> = Vec::new();
     // (port, targetPort) pairs, for Istio's Gateway port translation.
     let mut translations: Vec<(i64, i64)> = Vec::new();
     let mut named_target = false;
-    for i in gateway_services(model) {
+    for i in services_of_gateway(model, g) {
         let s = &model.resources[i];
         for p in s
             .spec()
@@ -78,45 +89,43 @@ fn check(ctx: &mut Ctx) {
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    for (i, g) in model.of_kind("Gateway") {
-        let servers = g.servers();
-        for (si, server) in servers.iter().enumerate() {
-            let Some(n) = server.path(&["port", "number"]) else {
-                continue;
-            };
-            let Some(port) = n.as_i64() else { continue };
-            // The first Service port with this number wins, as in istiod.
-            let bound = translations
-                .iter()
-                .find(|(p, _)| *p == port)
-                .map_or(port, |(_, t)| *t);
-            if targets.contains(&port) && bound != port {
-                ctx.report(
-                    i,
-                    n.at,
-                    &format!("spec.servers[{si}].port.number"),
-                    format!(
-                        "Gateway port {port} is also a Service port that targets {bound}, so istiod binds this server to {bound}, not {port}"
-                    ),
-                    Some(format!(
-                        "give the Service port that targets {bound} another number, or use the same number for port and targetPort"
-                    )),
-                );
-                continue;
-            }
-            if targets.contains(&port) {
-                continue;
-            }
+    let servers = model.resources[g].servers();
+    for (si, server) in servers.iter().enumerate() {
+        let Some(n) = server.path(&["port", "number"]) else {
+            continue;
+        };
+        let Some(port) = n.as_i64() else { continue };
+        // The first Service port with this number wins, as in istiod.
+        let bound = translations
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(port, |(_, t)| *t);
+        if targets.contains(&port) && bound != port {
             ctx.report(
-                i,
+                g,
                 n.at,
                 &format!("spec.servers[{si}].port.number"),
-                format!("Gateway port {port} is not a targetPort of the gateway Service (targetPorts: {list})"),
+                format!(
+                    "Gateway port {port} is also a Service port that targets {bound}, so istiod binds this server to {bound}, not {port}"
+                ),
                 Some(format!(
-                    "the Gateway port is the port the pod listens on: use the Service's targetPort ({})",
-                    targets[0]
+                    "give the Service port that targets {bound} another number, or use the same number for port and targetPort"
                 )),
             );
+            continue;
         }
+        if targets.contains(&port) {
+            continue;
+        }
+        ctx.report(
+            g,
+            n.at,
+            &format!("spec.servers[{si}].port.number"),
+            format!("Gateway port {port} is not a targetPort of the gateway Service (targetPorts: {list})"),
+            Some(format!(
+                "the Gateway port is the port the pod listens on: use the Service's targetPort ({})",
+                targets[0]
+            )),
+        );
     }
 }

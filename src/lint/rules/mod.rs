@@ -249,6 +249,53 @@ pub fn gateway_services(model: &Model) -> Vec<usize> {
         .collect()
 }
 
+/// Services in front of Gateway `g`'s pods: their selector is part of the
+/// Gateway's. These are the Services whose ports istiod translates for it
+/// (`resolvePorts`, istio/istio `pilot/pkg/model/gateway.go`).
+pub fn services_of_gateway(model: &Model, g: usize) -> Vec<usize> {
+    use super::extract::{labels, selects};
+    let gw = labels(model.resources[g].spec().and_then(|s| s.get("selector")));
+    model
+        .of_kind("Service")
+        .filter(|(_, s)| {
+            let sel = labels(s.spec().and_then(|s| s.get("selector")));
+            !sel.is_empty() && selects(&sel, &gw)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The Gateways of the egress path: those in front of which sits a Service
+/// that a mesh TLS route (`sniHosts`) sends the allowlist to. Other
+/// Gateways of the input (an ingress with `SIMPLE` TLS on 443) are not the
+/// egress gateway's business. When the input links no Gateway that way,
+/// every Gateway, since any of them may be the one.
+pub fn egress_gateways(model: &Model) -> Vec<usize> {
+    use super::load::Node;
+    let mut dests: Vec<String> = Vec::new();
+    for i in mesh_tls_routes(model) {
+        let vs = &model.resources[i];
+        let routes = vs.spec().map_or(&[][..], |s| s.list("tls"));
+        for d in routes.iter().flat_map(|r| r.list("route")) {
+            if let Some(h) = d.path(&["destination", "host"]).and_then(Node::as_str) {
+                dests.push(fqdn(h, vs.namespace.as_deref()));
+            }
+        }
+    }
+    let all: Vec<usize> = model.of_kind("Gateway").map(|(i, _)| i).collect();
+    let linked: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&g| {
+            services_of_gateway(model, g).into_iter().any(|s| {
+                let s = &model.resources[s];
+                dests.contains(&fqdn(&s.name, s.namespace.as_deref()))
+            })
+        })
+        .collect();
+    if linked.is_empty() { all } else { linked }
+}
+
 /// Where to point at a whole resource: its `metadata.name`, else its start.
 pub fn name_pos(r: &Resource) -> Pos {
     r.node.path(&["metadata", "name"]).map_or(r.at, |n| n.at)
