@@ -1,7 +1,8 @@
 //! ## What it does
 //! Reports an entry of the four host lists that `render` would refuse: a
 //! partial wildcard (`*w.example.com`, `foo.*.com`), a bare `*`, an IP
-//! literal, a malformed name, or a name that is not in normal form
+//! literal, a name without a dot (`intranet`), a malformed name, or a name
+//! that is not in normal form
 //! (uppercase, trailing dot). The rules are `domain::Pattern::parse`, the
 //! same as `render`'s.
 //!
@@ -9,7 +10,10 @@
 //! Envoy's `server_names` only supports a whole leftmost `*.` label and
 //! compares names literally after lowercasing the SNI, so `API.example.com`
 //! or `example.com.` never match. A bare `*` allows every destination. SNI
-//! never carries an IP address, so an IP entry matches nothing.
+//! never carries an IP address, so an IP entry matches nothing. Istio reads
+//! a dotless VirtualService host as a Kubernetes short name in the
+//! VirtualService's namespace, so the route misses the name and sidecars
+//! send it straight out, past the gateway.
 //!
 //! ## Example
 //! ```yaml
