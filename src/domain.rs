@@ -32,9 +32,10 @@ pub enum Pattern {
 /// What normalisation changed in an entry, so callers can tell the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Normalised {
-    /// Uppercase ASCII was lowercased. DNS is case-insensitive and Envoy's TLS
-    /// inspector lowercases the SNI, so an uppercase `server_names` entry
-    /// would never match.
+    /// Uppercase ASCII was lowercased. DNS is case-insensitive, and Envoy
+    /// lowercases the SNI and every `server_names` entry before matching
+    /// (`filter_chain_manager_impl.cc`); one case keeps the four lists, which
+    /// Istio compares as written, identical.
     Lowercased,
     /// One trailing dot was removed. SNI never carries it (RFC 6066 §3: "without
     /// a trailing dot"), so `example.com.` in `server_names` would never match.
