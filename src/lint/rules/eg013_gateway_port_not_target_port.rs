@@ -1,17 +1,20 @@
 //! ## What it does
 //! Reports an egress Gateway server port (see EG014 for which Gateways
-//! count) that is not a `targetPort` of a Service in front of the Gateway's
-//! pods, and one that Istio would move: for a label-selected gateway,
-//! istiod binds a server whose number equals a Service `port` to that
-//! port's `targetPort` (`resolvePorts` in istio/istio
-//! `pilot/pkg/model/gateway.go`). With several upstream ports, a Service
-//! port `8443 -> 8444` beside a server meant for listener 8443 moves that
-//! server to 8444. Checked when the input holds that Service.
+//! count) that is neither a `port` nor a `targetPort` of a Service in front
+//! of the Gateway's pods, and one that Istio would move. For a
+//! label-selected gateway, istiod binds a server whose number equals a
+//! Service `port` to that port's `targetPort` (`resolvePorts` in istio/istio
+//! `pilot/pkg/model/gateway.go`), so a server on 443 with a Service
+//! `443 -> 8443` listens on 8443, like Istio's own ingress gateway. With
+//! several upstream ports, a Service port `8443 -> 8444` beside a server
+//! meant for listener 8443 moves that server to 8444. Checked when the input
+//! holds that Service.
 //!
 //! ## Why is this bad?
-//! A Gateway's `port.number` is the port the gateway pod listens on, so the
-//! Service must forward to it. If it does not, sidecars connect to a port
-//! nobody listens on and every egress connection is refused.
+//! A Gateway's `port.number` is the port the gateway pod listens on (after
+//! that translation), so the Service must forward to it. If it does not,
+//! sidecars connect to a port nobody listens on and every egress connection
+//! is refused.
 //!
 //! ## Example
 //! ```yaml
@@ -19,7 +22,7 @@
 //! kind: Gateway
 //! spec:
 //!   servers:
-//!   - port: {number: 443, name: tls-egress, protocol: TLS}
+//!   - port: {number: 9443, name: tls-egress, protocol: TLS}
 //! ```
 //!
 //! ## Use instead
@@ -114,14 +117,16 @@ fn check_gateway(ctx: &mut Ctx, g: usize) {
             );
             continue;
         }
-        if targets.contains(&port) {
+        // A server on a Service port listens on its targetPort, as
+        // istio's own ingress does (Gateway 443, Service 443 -> 8443).
+        if targets.contains(&port) || bound != port {
             continue;
         }
         ctx.report(
             g,
             n.at,
             &format!("spec.servers[{si}].port.number"),
-            format!("Gateway port {port} is not a targetPort of the gateway Service (targetPorts: {list})"),
+            format!("Gateway port {port} is neither a port nor a targetPort of the gateway Service (targetPorts: {list})"),
             Some(format!(
                 "the Gateway port is the port the pod listens on: use the Service's targetPort ({})",
                 targets[0]

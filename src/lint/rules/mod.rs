@@ -265,6 +265,33 @@ pub fn services_of_gateway(model: &Model, g: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The ports Gateway `g`'s servers listen on: a server whose number is a
+/// port of a Service in front of its pods listens on that port's
+/// `targetPort` (the first such Service port, as istiod's `resolvePorts`
+/// in istio/istio `pilot/pkg/model/gateway.go` picks for a label-selected
+/// gateway), any other on its number.
+pub fn listener_ports(model: &Model, g: usize) -> Vec<i64> {
+    use super::load::Node;
+    let mut map: Vec<(i64, i64)> = Vec::new();
+    for s in services_of_gateway(model, g) {
+        let ports = model.resources[s]
+            .spec()
+            .map_or(&[][..], |s| s.list("ports"));
+        for p in ports {
+            let port = p.get("port").and_then(Node::as_i64);
+            let target = p.get("targetPort").map_or(port, Node::as_i64);
+            if let (Some(port), Some(target)) = (port, target) {
+                map.push((port, target));
+            }
+        }
+    }
+    model.resources[g]
+        .server_ports()
+        .into_iter()
+        .map(|n| map.iter().find(|(p, _)| *p == n).map_or(n, |(_, t)| *t))
+        .collect()
+}
+
 /// The Gateways of the egress path: those in front of which sits a Service
 /// that a mesh TLS route (`sniHosts`) sends the allowlist to. Other
 /// Gateways of the input (an ingress with `SIMPLE` TLS on 443) are not the
