@@ -32,9 +32,10 @@ pub enum Pattern {
 /// What normalisation changed in an entry, so callers can tell the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Normalised {
-    /// Uppercase ASCII was lowercased. DNS is case-insensitive and Envoy's TLS
-    /// inspector lowercases the SNI, so an uppercase `server_names` entry
-    /// would never match.
+    /// Uppercase ASCII was lowercased. DNS is case-insensitive, and Envoy
+    /// lowercases the SNI and every `server_names` entry before matching
+    /// (`filter_chain_manager_impl.cc`); one case keeps the four lists, which
+    /// Istio compares as written, identical.
     Lowercased,
     /// One trailing dot was removed. SNI never carries it (RFC 6066 §3: "without
     /// a trailing dot"), so `example.com.` in `server_names` would never match.
@@ -65,6 +66,10 @@ pub enum DomainError {
     IpLiteral,
     #[error("the top-level label `{0}` is all digits, which Istio rejects")]
     NumericTld(String),
+    #[error(
+        "`{0}` has no dot, so Istio reads it in a VirtualService as the Kubernetes short name `{0}.<namespace>.svc.cluster.local` and the route misses it"
+    )]
+    SingleLabel(String),
     #[error("empty label (two dots in a row, or a leading dot)")]
     EmptyLabel,
     #[error("label `{label}` is {len} characters long; the limit is 63")]
@@ -90,6 +95,9 @@ impl DomainError {
             }
             DomainError::IpLiteral => "use the DNS name the client puts in its TLS SNI",
             DomainError::NumericTld(_) => "use a DNS name, not an IP address or number",
+            DomainError::SingleLabel(_) => {
+                "write the fully qualified name the client puts in its SNI, e.g. `intranet.corp.example`"
+            }
             DomainError::EmptyLabel
             | DomainError::LabelTooLong { .. }
             | DomainError::NameTooLong(_)
@@ -128,6 +136,14 @@ impl Pattern {
             return Err(DomainError::PartialWildcard);
         }
         validate_name(name)?;
+        // Istio expands a VirtualService host without a dot relative to the
+        // VirtualService's namespace (`ResolveShortnameToFQDN`, istio/istio
+        // `pilot/pkg/model/config.go`) but takes ServiceEntry hosts as
+        // written, so the route would never apply and the sidecar would send
+        // the name straight out, past the gateway. `*.name` has a dot.
+        if !wildcard && !name.contains('.') {
+            return Err(DomainError::SingleLabel(name.to_string()));
+        }
         let name = name.to_string();
         Ok((
             if wildcard {
@@ -640,7 +656,7 @@ mod tests {
             "*.wikipedia.org",
             "xn--bcher-kva.example",
             "a-b.c0.io",
-            "localhost",
+            "*.local",
         ] {
             assert!(Pattern::parse(ok).is_ok(), "{ok}");
         }
@@ -667,6 +683,8 @@ mod tests {
             ("bücher.de", DomainError::BadChar("U+00FC".into())),
             ("a_b.com", DomainError::BadChar("`_`".into())),
             ("example.123", DomainError::NumericTld("123".into())),
+            ("localhost", DomainError::SingleLabel("localhost".into())),
+            ("Intranet.", DomainError::SingleLabel("intranet".into())),
         ];
         for (input, want) in cases {
             assert_eq!(Pattern::parse(input).unwrap_err(), *want, "{input:?}");
@@ -812,8 +830,13 @@ mod tests {
     fn name() -> impl Strategy<Value = String> {
         proptest::collection::vec(label(), 1..5).prop_map(|v| v.join("."))
     }
+    /// An allowlist entry: a wildcard, or an exact name of two labels or
+    /// more (a single label is refused).
     fn entry() -> impl Strategy<Value = String> {
-        (any::<bool>(), name()).prop_map(|(w, n)| if w { format!("*.{n}") } else { n })
+        prop_oneof![
+            name().prop_map(|n| format!("*.{n}")),
+            proptest::collection::vec(label(), 2..5).prop_map(|v| v.join(".")),
+        ]
     }
     /// Server names as a client may send them, including odd dots.
     fn sni() -> impl Strategy<Value = String> {

@@ -126,8 +126,12 @@ fn label() -> impl Strategy<Value = String> {
 fn name() -> impl Strategy<Value = String> {
     proptest::collection::vec(label(), 1..4).prop_map(|v| v.join("."))
 }
+/// A wildcard, or an exact name with a dot (a single label is refused).
 fn entry() -> impl Strategy<Value = String> {
-    (any::<bool>(), name()).prop_map(|(w, n)| if w { format!("*.{n}") } else { n })
+    prop_oneof![
+        name().prop_map(|n| format!("*.{n}")),
+        proptest::collection::vec(label(), 2..4).prop_map(|v| v.join(".")),
+    ]
 }
 fn host() -> impl Strategy<Value = String> {
     prop_oneof![

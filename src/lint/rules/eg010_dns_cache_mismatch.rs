@@ -1,15 +1,19 @@
 //! ## What it does
 //! Reports an SNI forward proxy filter whose `dns_cache_config` differs from
 //! the dynamic forward proxy cluster's `dns_cache_config` of the same name,
-//! or names a cache no cluster uses.
+//! or names a cache no cluster uses. Configs are compared as Envoy does
+//! (`MessageDifferencer::Equivalent`): a field at its proto3 default
+//! (`dns_lookup_family: AUTO`, `false`, `[]`) counts as unset.
 //!
 //! ## Why is this bad?
 //! The filter resolves the SNI into a shared DNS cache, and the cluster
 //! reads the resolved host from the cache of the same name. Envoy requires
 //! both configurations to be identical ("this configuration must match that
 //! of associated dynamic forward proxy filter configuration",
-//! `envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig`); a
-//! different name means the cluster never sees the resolved host.
+//! `envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig`) and
+//! rejects the second one it loads ("config specified DNS cache ... with
+//! different settings"); a different name means the cluster never sees the
+//! resolved host.
 //!
 //! ## Example
 //! ```yaml
@@ -62,7 +66,7 @@ fn check(ctx: &mut Ctx) {
             );
             continue;
         };
-        if c.config.to_json() == f.config.to_json() {
+        if proto_value(&c.config) == proto_value(&f.config) {
             continue;
         }
         let diff = differences(&c.config, &f.config);
@@ -95,8 +99,9 @@ fn differences(cluster: &Node, filter: &Node) -> String {
             }
         }
     }
+    let field = |n: &Node, k: &str| n.get(k).map(|v| canonical(k, v.to_json()));
     keys.iter()
-        .filter(|k| cluster.get(k).map(Node::to_json) != filter.get(k).map(Node::to_json))
+        .filter(|k| field(cluster, k).flatten() != field(filter, k).flatten())
         .map(|k| {
             format!(
                 "{k} is {} in the cluster, {} here",
@@ -106,4 +111,37 @@ fn differences(cluster: &Node, filter: &Node) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A `dns_cache_config` as Envoy compares two of them:
+/// `MessageDifferencer::Equivalent` (`DnsCacheManagerImpl::getCache`,
+/// envoyproxy/envoy
+/// `source/extensions/common/dynamic_forward_proxy/dns_cache_manager_impl.cc`),
+/// which treats a field set to its proto3 default as unset. So
+/// `dns_lookup_family: AUTO` (the enum's 0), `false`, `[]` and `{}` are
+/// dropped; a wrapper or a Duration (`max_hosts: 1024`, `dns_refresh_rate:
+/// 60s`) is a set field even at Envoy's default, so it stays.
+fn proto_value(config: &Node) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in config.entries() {
+        let k = k.scalar_text().unwrap_or_default();
+        if let Some(v) = canonical(&k, v.to_json()) {
+            out.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Field `key`'s value, or `None` when it equals the proto3 default.
+fn canonical(key: &str, v: serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value as J;
+    let default = match &v {
+        J::Bool(b) => !b,
+        J::Array(a) => a.is_empty(),
+        J::Object(o) => o.is_empty(),
+        J::String(s) => key == "dns_lookup_family" && s == "AUTO",
+        J::Number(n) => key == "dns_lookup_family" && n.as_u64() == Some(0),
+        J::Null => true,
+    };
+    (!default).then_some(v)
 }

@@ -4,7 +4,8 @@
 //! read: Istio looks up a DestinationRule in the client's namespace, the
 //! host's namespace and the root namespace (`istio-system`) only, so a rule
 //! for the gateway in any other namespace is invisible to the application
-//! sidecars. Checked when the input holds at least one DestinationRule.
+//! sidecars, and so is one whose `exportTo` does not include `*`. Checked
+//! when the input holds at least one DestinationRule.
 //!
 //! ## Why is this bad?
 //! Istio sends traffic for an undefined subset nowhere: the sidecar answers
@@ -55,7 +56,11 @@ fn check(ctx: &mut Ctx) {
             // The host's namespace is the second label of its FQDN.
             let host_ns = host.split('.').nth(1).unwrap_or_default();
             let ns = dr.namespace.as_deref().unwrap_or("default");
-            let visible = ns == host_ns || ns == ROOT_NAMESPACE;
+            // `exportTo` (absent: `*`) must reach every namespace too; a
+            // rule exported to `.` or a list serves only those namespaces.
+            let export = spec.list("exportTo");
+            let everywhere = export.is_empty() || export.iter().any(|e| e.as_str() == Some("*"));
+            let visible = (ns == host_ns || ns == ROOT_NAMESPACE) && everywhere;
             Some((host, subsets, visible))
         })
         .collect();
@@ -93,12 +98,12 @@ fn check(ctx: &mut Ctx) {
                     let (message, help) = if hidden {
                         (
                             format!(
-                                "routes to subset {} of {}, but the DestinationRule that defines it is in a namespace sidecars do not read",
+                                "routes to subset {} of {}, but the DestinationRule that defines it is in a namespace sidecars do not read, or not exported to every namespace",
                                 quoted(name),
                                 quoted(host)
                             ),
                             format!(
-                                "move the DestinationRule to the host's namespace ({}) or to the root namespace `{ROOT_NAMESPACE}`",
+                                "move the DestinationRule to the host's namespace ({}) or to the root namespace `{ROOT_NAMESPACE}`, and export it to `*`",
                                 quoted(full.split('.').nth(1).unwrap_or_default())
                             ),
                         )

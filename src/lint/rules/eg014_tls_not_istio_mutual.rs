@@ -1,6 +1,9 @@
 //! ## What it does
-//! Reports a Gateway server, or a DestinationRule for the gateway Service,
-//! whose TLS mode is not `ISTIO_MUTUAL`.
+//! Reports a server of the egress Gateway, or a DestinationRule for the
+//! gateway Service, whose TLS mode is not `ISTIO_MUTUAL`. The egress Gateway
+//! is the one in front of a Service that the mesh TLS route sends the
+//! allowlist to; other Gateways (an ingress with `SIMPLE` TLS) are not
+//! checked. When the input links no Gateway that way, every Gateway is.
 //!
 //! ## Why is this bad?
 //! The design wraps the application's own TLS in Istio mTLS between the
@@ -25,7 +28,7 @@
 //!       mode: ISTIO_MUTUAL
 //! ```
 
-use super::{Ctx, Rule, fqdn, gateway_services};
+use super::{Ctx, Rule, egress_gateways, fqdn, gateway_services};
 use crate::escape::quoted;
 use crate::lint::Severity;
 use crate::lint::load::{Node, Pos};
@@ -42,8 +45,8 @@ const HELP: &str = "set `tls.mode: ISTIO_MUTUAL`";
 
 fn check(ctx: &mut Ctx) {
     let model = ctx.model;
-    for (i, g) in model.of_kind("Gateway") {
-        let servers = g.servers();
+    for i in egress_gateways(model) {
+        let servers = model.resources[i].servers();
         for (si, server) in servers.iter().enumerate() {
             let (at, mode) = mode_of(server, server.at);
             if mode.as_deref() == Some("ISTIO_MUTUAL") {

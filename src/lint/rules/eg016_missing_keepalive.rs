@@ -1,7 +1,9 @@
 //! ## What it does
 //! Reports a Gateway that no VirtualService names in its `gateways`, or
 //! whose only routes match a port none of its servers listens on: the
-//! "dummy route" that keeps the gateway listener alive is missing.
+//! "dummy route" that keeps the gateway listener alive is missing. Only the
+//! egress Gateway is checked (see EG014): another team's ingress Gateway
+//! may have its routes elsewhere.
 //!
 //! ## Why is this bad?
 //! istiod only builds a gateway listener for servers that some route uses.
@@ -29,7 +31,7 @@
 //!     route: [{destination: {host: dummy.local}, weight: 100}]
 //! ```
 
-use super::{Ctx, Rule, name_pos};
+use super::{Ctx, Rule, egress_gateways, name_pos};
 use crate::lint::Severity;
 use crate::lint::extract::gateway_names;
 use crate::lint::load::Node;
@@ -74,7 +76,8 @@ fn check(ctx: &mut Ctx) {
             }
         }
     }
-    for (i, g) in model.of_kind("Gateway") {
+    for i in egress_gateways(model) {
+        let g = &model.resources[i];
         let ports = g.server_ports();
         let mut named = false;
         let mut wrong_port = None;

@@ -3,8 +3,9 @@
 //! a Telemetry `selector.matchLabels` that matches the pod labels of no
 //! Deployment in the input (for EnvoyFilter and Telemetry outside the root
 //! namespace: no Deployment in their own namespace). Checked when the input
-//! holds a Deployment. An EnvoyFilter whose patches all have a `SIDECAR_*`
-//! context is not checked: it selects application pods.
+//! holds a Deployment. Of the Gateways, only the egress Gateway counts (see
+//! EG014). An EnvoyFilter whose patches all have a `SIDECAR_*` context is
+//! not checked: it selects application pods.
 //!
 //! ## Why is this bad?
 //! The Gateway's servers are only programmed into the pods it selects. If
@@ -33,7 +34,7 @@
 //! ```
 
 use super::eg018_unscoped_envoyfilter::ROOT_NAMESPACE;
-use super::{Ctx, Rule};
+use super::{Ctx, Rule, egress_gateways};
 use crate::lint::Severity;
 use crate::lint::extract::{labels, selects};
 
@@ -84,11 +85,17 @@ fn check(ctx: &mut Ctx) {
                 .join(","),
         )
     };
+    let egress = egress_gateways(model);
     for (kind, path, field, namespaced) in selectors {
         for (i, r) in model.of_kind(kind) {
             let Some(sel_node) = r.node.path(path) else {
                 continue;
             };
+            // Another gateway's Gateway (an ingress whose Deployment the
+            // input does not hold) is not this check's business.
+            if kind == "Gateway" && !egress.contains(&i) {
+                continue;
+            }
             // An EnvoyFilter whose patches all target sidecars selects app
             // pods, which need not be in the input.
             if kind == "EnvoyFilter"

@@ -2,7 +2,9 @@
 //! Reports an EnvoyFilter `MERGE` patch on a listener, filter chain or
 //! filter whose match has no `listener.portNumber`, or (when the input holds
 //! Gateways) one that reaches gateways (`context: GATEWAY` or `ANY`) whose
-//! `portNumber` is no Gateway server port.
+//! `portNumber` is no port a Gateway server listens on: the server's number,
+//! or the `targetPort` istiod binds it to when the number is a port of a
+//! Service in front of the Gateway (see EG013).
 //!
 //! ## Why is this bad?
 //! Without a port, the patch merges into every matching filter of every
@@ -39,7 +41,7 @@
 //!     operation: MERGE
 //! ```
 
-use super::{Ctx, Rule};
+use super::{Ctx, Rule, listener_ports};
 use crate::lint::Severity;
 
 pub const RULE: Rule = Rule {
@@ -54,7 +56,7 @@ fn check(ctx: &mut Ctx) {
     let model = ctx.model;
     let mut gateway_ports: Vec<i64> = model
         .of_kind("Gateway")
-        .flat_map(|(_, g)| g.server_ports())
+        .flat_map(|(i, _)| listener_ports(model, i))
         .collect();
     gateway_ports.sort_unstable();
     gateway_ports.dedup();

@@ -205,10 +205,11 @@ pub fn config_hosts(opts: &Options) -> Option<std::collections::HashSet<String>>
     })
 }
 
-/// A host as Istio reads it in the resource that writes it: a name without
-/// a dot is a Service of that resource's namespace; any other name is taken
-/// as written (`gw.ns` and `gw.ns.svc` are not expanded, so they name no
-/// Service). istio/istio `pilot/pkg/model/config.go` `ResolveShortnameToFQDN`.
+/// A host as Istio resolves it for the resource that writes it
+/// (`ResolveShortnameToFQDN`, istio/istio `pilot/pkg/model/config.go`): only
+/// a name without a dot is a short name, expanded to
+/// `name.<namespace>.svc.cluster.local`. Anything with a dot is taken as
+/// written, so `gw.istio-egress` or `gw.istio-egress.svc` name no Service.
 pub fn fqdn(host: &str, ns: Option<&str>) -> String {
     let host = host.to_ascii_lowercase();
     if host.contains('.') || host == "*" {
@@ -261,6 +262,80 @@ pub fn gateway_services(model: &Model) -> Vec<usize> {
         })
         .map(|(i, _)| i)
         .collect()
+}
+
+/// Services in front of Gateway `g`'s pods: their selector is part of the
+/// Gateway's. These are the Services whose ports istiod translates for it
+/// (`resolvePorts`, istio/istio `pilot/pkg/model/gateway.go`).
+pub fn services_of_gateway(model: &Model, g: usize) -> Vec<usize> {
+    use super::extract::{labels, selects};
+    let gw = labels(model.resources[g].spec().and_then(|s| s.get("selector")));
+    model
+        .of_kind("Service")
+        .filter(|(_, s)| {
+            let sel = labels(s.spec().and_then(|s| s.get("selector")));
+            !sel.is_empty() && selects(&sel, &gw)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The ports Gateway `g`'s servers listen on: a server whose number is a
+/// port of a Service in front of its pods listens on that port's
+/// `targetPort` (the first such Service port, as istiod's `resolvePorts`
+/// in istio/istio `pilot/pkg/model/gateway.go` picks for a label-selected
+/// gateway), any other on its number.
+pub fn listener_ports(model: &Model, g: usize) -> Vec<i64> {
+    use super::load::Node;
+    let mut map: Vec<(i64, i64)> = Vec::new();
+    for s in services_of_gateway(model, g) {
+        let ports = model.resources[s]
+            .spec()
+            .map_or(&[][..], |s| s.list("ports"));
+        for p in ports {
+            let port = p.get("port").and_then(Node::as_i64);
+            let target = p.get("targetPort").map_or(port, Node::as_i64);
+            if let (Some(port), Some(target)) = (port, target) {
+                map.push((port, target));
+            }
+        }
+    }
+    model.resources[g]
+        .server_ports()
+        .into_iter()
+        .map(|n| map.iter().find(|(p, _)| *p == n).map_or(n, |(_, t)| *t))
+        .collect()
+}
+
+/// The Gateways of the egress path: those in front of which sits a Service
+/// that a mesh TLS route (`sniHosts`) sends the allowlist to. Other
+/// Gateways of the input (an ingress with `SIMPLE` TLS on 443) are not the
+/// egress gateway's business. When the input links no Gateway that way,
+/// every Gateway, since any of them may be the one.
+pub fn egress_gateways(model: &Model) -> Vec<usize> {
+    use super::load::Node;
+    let mut dests: Vec<String> = Vec::new();
+    for i in mesh_tls_routes(model) {
+        let vs = &model.resources[i];
+        let routes = vs.spec().map_or(&[][..], |s| s.list("tls"));
+        for d in routes.iter().flat_map(|r| r.list("route")) {
+            if let Some(h) = d.path(&["destination", "host"]).and_then(Node::as_str) {
+                dests.push(fqdn(h, vs.namespace.as_deref()));
+            }
+        }
+    }
+    let all: Vec<usize> = model.of_kind("Gateway").map(|(i, _)| i).collect();
+    let linked: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&g| {
+            services_of_gateway(model, g).into_iter().any(|s| {
+                let s = &model.resources[s];
+                dests.contains(&fqdn(&s.name, s.namespace.as_deref()))
+            })
+        })
+        .collect();
+    if linked.is_empty() { all } else { linked }
 }
 
 /// Where to point at a whole resource: its `metadata.name`, else its start.
