@@ -8,7 +8,10 @@
 //! strict: an unknown field is an error, except under
 //! `x-kubernetes-preserve-unknown-fields` (EnvoyFilter patch values).
 //! The Kubernetes schemas come from the official client's models (see
-//! `schemas/kubernetes/generate.py`) and are already strict.
+//! `schemas/kubernetes/generate.py`) and are already strict. The CRDs' CEL
+//! rules (`x-kubernetes-validations`) are checked by [`rules`].
+
+mod rules;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -27,181 +30,181 @@ const SCHEMAS: &[(&str, &str, Family, &str)] = &[
         "security.istio.io/v1",
         "AuthorizationPolicy",
         Family::Istio,
-        include_str!("../schemas/istio/AuthorizationPolicy.v1.json"),
+        include_str!("../../schemas/istio/AuthorizationPolicy.v1.json"),
     ),
     (
         "security.istio.io/v1beta1",
         "AuthorizationPolicy",
         Family::Istio,
-        include_str!("../schemas/istio/AuthorizationPolicy.v1beta1.json"),
+        include_str!("../../schemas/istio/AuthorizationPolicy.v1beta1.json"),
     ),
     (
         "networking.istio.io/v1",
         "DestinationRule",
         Family::Istio,
-        include_str!("../schemas/istio/DestinationRule.v1.json"),
+        include_str!("../../schemas/istio/DestinationRule.v1.json"),
     ),
     (
         "networking.istio.io/v1alpha3",
         "DestinationRule",
         Family::Istio,
-        include_str!("../schemas/istio/DestinationRule.v1alpha3.json"),
+        include_str!("../../schemas/istio/DestinationRule.v1alpha3.json"),
     ),
     (
         "networking.istio.io/v1beta1",
         "DestinationRule",
         Family::Istio,
-        include_str!("../schemas/istio/DestinationRule.v1beta1.json"),
+        include_str!("../../schemas/istio/DestinationRule.v1beta1.json"),
     ),
     (
         "networking.istio.io/v1alpha3",
         "EnvoyFilter",
         Family::Istio,
-        include_str!("../schemas/istio/EnvoyFilter.v1alpha3.json"),
+        include_str!("../../schemas/istio/EnvoyFilter.v1alpha3.json"),
     ),
     (
         "networking.istio.io/v1",
         "Gateway",
         Family::Istio,
-        include_str!("../schemas/istio/Gateway.v1.json"),
+        include_str!("../../schemas/istio/Gateway.v1.json"),
     ),
     (
         "networking.istio.io/v1alpha3",
         "Gateway",
         Family::Istio,
-        include_str!("../schemas/istio/Gateway.v1alpha3.json"),
+        include_str!("../../schemas/istio/Gateway.v1alpha3.json"),
     ),
     (
         "networking.istio.io/v1beta1",
         "Gateway",
         Family::Istio,
-        include_str!("../schemas/istio/Gateway.v1beta1.json"),
+        include_str!("../../schemas/istio/Gateway.v1beta1.json"),
     ),
     (
         "security.istio.io/v1",
         "PeerAuthentication",
         Family::Istio,
-        include_str!("../schemas/istio/PeerAuthentication.v1.json"),
+        include_str!("../../schemas/istio/PeerAuthentication.v1.json"),
     ),
     (
         "security.istio.io/v1beta1",
         "PeerAuthentication",
         Family::Istio,
-        include_str!("../schemas/istio/PeerAuthentication.v1beta1.json"),
+        include_str!("../../schemas/istio/PeerAuthentication.v1beta1.json"),
     ),
     (
         "networking.istio.io/v1",
         "ServiceEntry",
         Family::Istio,
-        include_str!("../schemas/istio/ServiceEntry.v1.json"),
+        include_str!("../../schemas/istio/ServiceEntry.v1.json"),
     ),
     (
         "networking.istio.io/v1alpha3",
         "ServiceEntry",
         Family::Istio,
-        include_str!("../schemas/istio/ServiceEntry.v1alpha3.json"),
+        include_str!("../../schemas/istio/ServiceEntry.v1alpha3.json"),
     ),
     (
         "networking.istio.io/v1beta1",
         "ServiceEntry",
         Family::Istio,
-        include_str!("../schemas/istio/ServiceEntry.v1beta1.json"),
+        include_str!("../../schemas/istio/ServiceEntry.v1beta1.json"),
     ),
     (
         "networking.istio.io/v1",
         "Sidecar",
         Family::Istio,
-        include_str!("../schemas/istio/Sidecar.v1.json"),
+        include_str!("../../schemas/istio/Sidecar.v1.json"),
     ),
     (
         "networking.istio.io/v1alpha3",
         "Sidecar",
         Family::Istio,
-        include_str!("../schemas/istio/Sidecar.v1alpha3.json"),
+        include_str!("../../schemas/istio/Sidecar.v1alpha3.json"),
     ),
     (
         "networking.istio.io/v1beta1",
         "Sidecar",
         Family::Istio,
-        include_str!("../schemas/istio/Sidecar.v1beta1.json"),
+        include_str!("../../schemas/istio/Sidecar.v1beta1.json"),
     ),
     (
         "telemetry.istio.io/v1",
         "Telemetry",
         Family::Istio,
-        include_str!("../schemas/istio/Telemetry.v1.json"),
+        include_str!("../../schemas/istio/Telemetry.v1.json"),
     ),
     (
         "telemetry.istio.io/v1alpha1",
         "Telemetry",
         Family::Istio,
-        include_str!("../schemas/istio/Telemetry.v1alpha1.json"),
+        include_str!("../../schemas/istio/Telemetry.v1alpha1.json"),
     ),
     (
         "networking.istio.io/v1",
         "VirtualService",
         Family::Istio,
-        include_str!("../schemas/istio/VirtualService.v1.json"),
+        include_str!("../../schemas/istio/VirtualService.v1.json"),
     ),
     (
         "networking.istio.io/v1alpha3",
         "VirtualService",
         Family::Istio,
-        include_str!("../schemas/istio/VirtualService.v1alpha3.json"),
+        include_str!("../../schemas/istio/VirtualService.v1alpha3.json"),
     ),
     (
         "networking.istio.io/v1beta1",
         "VirtualService",
         Family::Istio,
-        include_str!("../schemas/istio/VirtualService.v1beta1.json"),
+        include_str!("../../schemas/istio/VirtualService.v1beta1.json"),
     ),
     (
         "apps/v1",
         "Deployment",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/Deployment.v1.json"),
+        include_str!("../../schemas/kubernetes/Deployment.v1.json"),
     ),
     (
         "autoscaling/v2",
         "HorizontalPodAutoscaler",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/HorizontalPodAutoscaler.v2.json"),
+        include_str!("../../schemas/kubernetes/HorizontalPodAutoscaler.v2.json"),
     ),
     (
         "networking.k8s.io/v1",
         "NetworkPolicy",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/NetworkPolicy.v1.json"),
+        include_str!("../../schemas/kubernetes/NetworkPolicy.v1.json"),
     ),
     (
         "policy/v1",
         "PodDisruptionBudget",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/PodDisruptionBudget.v1.json"),
+        include_str!("../../schemas/kubernetes/PodDisruptionBudget.v1.json"),
     ),
     (
         "rbac.authorization.k8s.io/v1",
         "Role",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/Role.v1.json"),
+        include_str!("../../schemas/kubernetes/Role.v1.json"),
     ),
     (
         "rbac.authorization.k8s.io/v1",
         "RoleBinding",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/RoleBinding.v1.json"),
+        include_str!("../../schemas/kubernetes/RoleBinding.v1.json"),
     ),
     (
         "v1",
         "Service",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/Service.v1.json"),
+        include_str!("../../schemas/kubernetes/Service.v1.json"),
     ),
     (
         "v1",
         "ServiceAccount",
         Family::Kubernetes,
-        include_str!("../schemas/kubernetes/ServiceAccount.v1.json"),
+        include_str!("../../schemas/kubernetes/ServiceAccount.v1.json"),
     ),
 ];
 
@@ -216,7 +219,8 @@ pub struct Violation {
     pub help: Option<String>,
 }
 
-type Validators = HashMap<(&'static str, &'static str), (Family, jsonschema::Validator)>;
+/// The compiled validator of each schema, and the schema for its CEL rules.
+type Validators = HashMap<(&'static str, &'static str), (Family, jsonschema::Validator, Value)>;
 
 fn validators() -> &'static Validators {
     static CELL: OnceLock<Validators> = OnceLock::new();
@@ -231,7 +235,7 @@ fn validators() -> &'static Validators {
                 }
                 let v =
                     jsonschema::validator_for(&schema).expect("embedded schemas compile (tested)");
-                ((*api, *kind), (*family, v))
+                ((*api, *kind), (*family, v, schema))
             })
             .collect()
     })
@@ -261,6 +265,12 @@ fn make_strict(schema: &mut Value) {
     }
 }
 
+/// The texts of the Istio schemas (for tests of their CEL rules).
+#[cfg(test)]
+fn istio_schema_texts() -> impl Iterator<Item = &'static str> {
+    SCHEMAS.iter().filter(|s| s.2 == Family::Istio).map(|s| s.3)
+}
+
 /// True when a schema for this apiVersion and kind is shipped.
 pub fn known(api_version: &str, kind: &str) -> bool {
     validators().contains_key(&(api_version, kind))
@@ -269,7 +279,7 @@ pub fn known(api_version: &str, kind: &str) -> bool {
 /// Validates a whole object (with apiVersion, kind and metadata). Returns
 /// `None` when no schema for it is shipped.
 pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Violation>> {
-    let (family, validator) = validators().get(&(api_version, kind))?;
+    let (family, validator, schema) = validators().get(&(api_version, kind))?;
     // A CRD schema describes `spec` and `status`; the API server checks
     // apiVersion, kind and metadata itself.
     let instance;
@@ -300,7 +310,18 @@ pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Vio
         .collect();
     match family {
         Family::Kubernetes => out.extend(server_checks(kind, object)),
-        Family::Istio => out.extend(metadata_strings(object)),
+        Family::Istio => {
+            out.extend(metadata_strings(object));
+            // CEL rules run on what the schema let through, as in the API
+            // server, where a value of the wrong type never reaches them.
+            if out.is_empty() {
+                out.extend(rules::check(schema, target).into_iter().map(|b| Violation {
+                    path: b.path,
+                    message: b.message,
+                    help: None,
+                }));
+            }
+        }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
     out.dedup();
