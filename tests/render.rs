@@ -173,6 +173,33 @@ fn envoy_filter_and_telemetry_are_scoped_to_the_gateway() {
     );
 }
 
+/// The gateway gets no access to Secrets (the reference's Role reads them
+/// all; only a Gateway `credentialName` needs them): for every config, no
+/// Role names `secrets`, and with `openshift: false` there is no Role.
+#[test]
+fn the_gateway_gets_no_access_to_secrets() {
+    for entry in std::fs::read_dir("tests/render").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs = documents(&render_file(&path));
+        for role in docs.iter().filter(|d| d["kind"] == "Role") {
+            let rules = serde_json::to_string(&role["rules"]).unwrap();
+            assert!(!rules.contains("secrets"), "{}: {rules}", path.display());
+        }
+        if text.contains("openshift: false") {
+            assert!(
+                docs.iter()
+                    .all(|d| d["kind"] != "Role" && d["kind"] != "RoleBinding"),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// Same input, same bytes; and the order of the input list does not matter.
 #[test]
 fn deterministic_and_order_independent() {

@@ -322,8 +322,10 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
     if g.autoscaling.is_some() {
         one("horizontalpodautoscaler", None)?;
     }
-    for name in ["role", "rolebinding"] {
-        one(name, None)?;
+    if g.openshift {
+        for name in ["role", "rolebinding"] {
+            one(name, None)?;
+        }
     }
     if cfg.allowed_clients.is_some() {
         one("authorizationpolicy", None)?;
