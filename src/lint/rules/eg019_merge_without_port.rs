@@ -86,7 +86,7 @@ fn check(ctx: &mut Ctx) {
                             p.apply_to
                         ),
                         Some(format!(
-                            "use a Gateway server port ({})",
+                            "use the port a Gateway server listens on ({}; a server port that is also a port of the gateway's Service listens on its targetPort)",
                             gateway_ports
                                 .iter()
                                 .map(i64::to_string)
@@ -106,7 +106,7 @@ fn check(ctx: &mut Ctx) {
                 "MERGE patch on {} has no listener port match, so it changes that filter on every listener",
                 p.apply_to
             ),
-            Some("add `match.listener.portNumber` with the Gateway port (e.g. 8443)".into()),
+            Some("add `match.listener.portNumber` with the port the Gateway server listens on (e.g. 8443)".into()),
         );
     }
 }
