@@ -1164,31 +1164,28 @@ fn serve_with_a_config_resolves_with_its_lookup_family() {
         ("V6_ONLY", format!("upstream=[::1]:{port} "), "flags=UF"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("egress.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: dual\nspec:\n  domains: [dual.example.org]\n  upstreamPort: {port}\n  dns:\n    lookupFamily: {family}\n"
-            ),
-        )
-        .unwrap();
+        let cfg = config_with_dns(
+            dir.path(),
+            "[dual.example.org]",
+            port,
+            &format!("lookupFamily: {family}"),
+        );
         let Some((_hosts, mut cmd)) = egressgen_with_file_over(hosts, "/etc/hosts") else {
             return;
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "-c"])
             .arg(&cfg);
         let (mut child, addr, log) = started(piped(cmd));
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(&hello_for(b"dual.example.org")).unwrap();
-        if family == "V4_ONLY" {
-            let (mut up, _) = backend.accept().unwrap();
-            let mut hello = vec![0u8; hello_for(b"dual.example.org").len()];
-            up.read_exact(&mut hello).unwrap();
-        }
-        drop(c);
-        let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
-            .find(|l| l.contains("sni="))
-            .expect("no log line");
+        let v4 = family == "V4_ONLY";
+        let (forwarded, line) = one_client(
+            addr,
+            &backend,
+            "dual.example.org",
+            v4,
+            &log,
+            &mut Vec::new(),
+        );
+        assert_eq!(forwarded, v4, "{family}: {line}");
         assert!(
             line.contains(&upstream) && line.ends_with(flags),
             "{family}: {line}"
@@ -1208,14 +1205,7 @@ fn serve_with_a_config_refuses_new_names_when_the_dns_cache_is_full() {
     let port = backend.local_addr().unwrap().port();
     let hosts = "127.0.0.1 localhost\n127.0.0.1 a.example.org\n127.0.0.1 b.example.org\n";
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("egress.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: small\nspec:\n  domains: ['*.example.org']\n  upstreamPort: {port}\n  dns:\n    maxHosts: 1\n"
-        ),
-    )
-    .unwrap();
+    let cfg = config_with_dns(dir.path(), "['*.example.org']", port, "maxHosts: 1");
     let Some((_hosts, mut cmd)) = egressgen_with_file_over(hosts, "/etc/hosts") else {
         return;
     };
@@ -1224,32 +1214,16 @@ fn serve_with_a_config_refuses_new_names_when_the_dns_cache_is_full() {
     let (mut child, addr, log) = started(piped(cmd));
     let mut lines = Vec::new();
     for name in ["a.example.org", "b.example.org", "a.example.org"] {
-        let hello = hello_for(name.as_bytes());
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(&hello).unwrap();
-        if name == "a.example.org" {
-            let (mut up, _) = backend.accept().unwrap();
-            let mut got = vec![0u8; hello.len()];
-            up.read_exact(&mut got).unwrap();
-        }
-        drop(c);
-        let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
-            .inspect(|l| lines.push(l.clone()))
-            .find(|l| l.contains("sni="))
-            .expect("no log line");
-        let want = if name == "b.example.org" {
-            "reason=dns_cache_overflow"
-        } else {
-            "reason=matched"
-        };
+        let refused = name == "b.example.org";
+        let (forwarded, line) = one_client(addr, &backend, name, !refused, &log, &mut lines);
+        assert_eq!(forwarded, !refused, "{line}");
         assert!(line.contains(&format!("sni=`{name}` ")), "{line}");
-        assert!(line.contains(want), "{name}: {line}");
-        let flags = if name == "b.example.org" {
-            "flags=UO"
+        let (reason, flags) = if refused {
+            ("reason=dns_cache_overflow", "flags=UO")
         } else {
-            "flags=-"
+            ("reason=matched", "flags=-")
         };
-        assert!(line.ends_with(flags), "{line}");
+        assert!(line.contains(reason) && line.ends_with(flags), "{line}");
     }
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
@@ -1259,6 +1233,53 @@ fn serve_with_a_config_refuses_new_names_when_the_dns_cache_is_full() {
         .filter(|l| l.contains("warning: the DNS cache is full (maxHosts: 1)"))
         .count();
     assert_eq!(warnings, 1, "{lines:#?}");
+}
+
+/// Writes an EgressGateway config for `domains` (a YAML flow list) with
+/// upstream port `port` and `spec.dns` entries `dns` into `dir`.
+fn config_with_dns(
+    dir: &std::path::Path,
+    domains: &str,
+    port: u16,
+    dns: &str,
+) -> std::path::PathBuf {
+    let cfg = dir.join("egress.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: dns\nspec:\n  domains: {domains}\n  upstreamPort: {port}\n  dns:\n    {dns}\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// One client through the proxy at `addr` for `name`: sends the hello,
+/// takes the upstream connection at `backend` within 10 s when
+/// `forwarded` is expected, and returns whether it came and the
+/// connection's log line (every line read on the way is kept in `seen`).
+fn one_client(
+    addr: SocketAddr,
+    backend: &std::net::TcpListener,
+    name: &str,
+    expect_forwarded: bool,
+    log: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+) -> (bool, String) {
+    let hello = hello_for(name.as_bytes());
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(&hello).unwrap();
+    let wait = Duration::from_secs(if expect_forwarded { 10 } else { 0 });
+    let forwarded = accept_within(backend, wait).map(|mut up| {
+        let mut got = vec![0u8; hello.len()];
+        up.read_exact(&mut got).unwrap();
+    });
+    drop(c);
+    let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+        .inspect(|l| seen.push(l.clone()))
+        .find(|l| l.contains("sni="))
+        .expect("no log line");
+    (forwarded.is_some(), line)
 }
 
 /// The next connection to `listener` within `wait`, blocking.
@@ -1303,19 +1324,15 @@ fn a_cached_name_keeps_its_address_when_a_refresh_fails() {
     else {
         return;
     };
-    let cfg = files.path().join("egress.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: kept\nspec:\n  domains: [kept.example.org]\n  upstreamPort: {port}\n  dns:\n    refreshRate: 50ms\n"
-        ),
-    )
-    .unwrap();
+    let cfg = config_with_dns(
+        files.path(),
+        "[kept.example.org]",
+        port,
+        "refreshRate: 50ms",
+    );
     cmd.args(["serve", "--listen", "127.0.0.1:0", "-c"])
         .arg(&cfg);
     let (mut child, addr, log) = started(piped(cmd));
-    let hello = hello_for(b"kept.example.org");
-    let mut lines = Vec::new();
     for round in 0..3 {
         if round == 1 {
             // Rewritten in place: the bind mount shows the new text.
@@ -1324,25 +1341,23 @@ fn a_cached_name_keeps_its_address_when_a_refresh_fails() {
         if round > 0 {
             std::thread::sleep(Duration::from_millis(150));
         }
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(&hello).unwrap();
-        let forwarded = accept_within(&backend, Duration::from_secs(10)).map(|mut up| {
-            let mut got = vec![0u8; hello.len()];
-            up.read_exact(&mut got).unwrap();
-        });
-        drop(c);
-        let line = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
-            .find(|l| l.contains("sni="))
-            .expect("no log line");
-        assert!(forwarded.is_some(), "round {round}: not forwarded: {line}");
+        let (forwarded, line) = one_client(
+            addr,
+            &backend,
+            "kept.example.org",
+            true,
+            &log,
+            &mut Vec::new(),
+        );
+        assert!(forwarded, "round {round}: not forwarded: {line}");
         assert!(line.ends_with("flags=-"), "round {round}: {line}");
-        lines.push(line);
+        assert!(
+            line.contains(&format!("upstream=127.0.0.1:{port} ")),
+            "{line}"
+        );
     }
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    for l in &lines {
-        assert!(l.contains(&format!("upstream=127.0.0.1:{port} ")), "{l}");
-    }
 }
 
 /// A loop that addresses do not show: in a private network namespace, an
