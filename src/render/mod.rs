@@ -163,6 +163,13 @@ struct PortCtx {
     cluster: String,
     /// Stats of the forwarding tcp_proxy: `sni_forward`, then `sni_forward_8443`.
     stat_prefix: String,
+    /// The forward-proxy cluster and its DNS cache: one pair per port.
+    /// Envoy releases before the `dfp_mixed_scheme` runtime guard key a
+    /// shared cache and cluster by the name alone (`DnsCacheImpl::
+    /// loadDnsCacheEntry`, `Cluster::LoadBalancer::chooseHost`), so a name
+    /// would keep the port of the listener that first resolved it.
+    forward_cluster: String,
+    dns_cache: String,
 }
 
 #[derive(Serialize)]
@@ -253,6 +260,8 @@ pub fn render(cfg: &Config) -> Result<Rendered, Error> {
                 listener: format!("sni_listener{under}"),
                 cluster: format!("sni_cluster{under}"),
                 stat_prefix: format!("sni_forward{under}"),
+                forward_cluster: format!("dynamic_forward_proxy_cluster{under}"),
+                dns_cache: format!("dynamic_forward_proxy_cache_config{under}"),
             }
         })
         .collect();
