@@ -764,9 +764,9 @@ impl<R: Resolver> Worker<R> {
         };
         c.deadline = self.now + s.connect_timeout;
         let answer = self.proxy.resolver.try_resolve(&name, c.port);
-        if matches!(answer, Some(Ok(_))) && self.proxy.resolver.refresh_due(&name) {
-            // Cached addresses past their refresh: used now, looked up
-            // again in the background.
+        // Cached addresses (not a pin's) past their refresh: used now,
+        // looked up again in the background.
+        if matches!(answer, Some(Ok(Addrs::Many(..)))) && self.proxy.resolver.refresh_due(&name) {
             let (proxy, host) = (self.proxy.clone(), name.clone());
             self.rt
                 .spawn(async move { proxy.resolver.refresh(&host).await });
