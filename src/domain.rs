@@ -792,6 +792,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn covers_means_every_name_below_the_wildcard() {
+        let p = |s: &str| Pattern::parse(s).unwrap().0;
+        let w = p("*.example.com");
+        for below in ["a.example.com", "a.b.example.com", "*.a.example.com"] {
+            assert!(w.covers(&p(below)), "{below}");
+        }
+        for not in [
+            "example.com",
+            "*.example.com",
+            "evilexample.com",
+            "a.example.org",
+        ] {
+            assert!(!w.covers(&p(not)), "{not}");
+        }
+        // An exact entry matches only itself, so it covers nothing.
+        assert!(!p("example.com").covers(&p("a.example.com")));
+    }
+
+    #[test]
+    fn names_at_the_rfc_1035_limits_are_accepted() {
+        let a = |n: usize| "a".repeat(n);
+        let label_63 = format!("{}.com", a(63));
+        assert!(Pattern::parse(&label_63).is_ok());
+        let name_253 = format!("{}.{}.{}.{}", a(63), a(63), a(63), a(61));
+        assert_eq!(name_253.len(), MAX_NAME_LEN);
+        assert!(Pattern::parse(&name_253).is_ok());
+        assert!(Pattern::parse(&format!("*.{name_253}")).is_ok());
+        assert_eq!(
+            Pattern::parse(&format!("a{name_253}")).unwrap_err(),
+            DomainError::NameTooLong(254)
+        );
+    }
+
     /// A literal transcription of Envoy's `findFilterChainForServerName`
     /// (filter_chain_manager_impl.cc), over its `server_names_map` keys.
     fn envoy_find(server_names: &HashSet<String>, server_name: &str) -> Option<String> {

@@ -147,6 +147,7 @@ mod tests {
         assert_eq!(quoted("a.com\"\n- evil: 1"), "`a.com\"\\n- evil: 1`");
         assert_eq!(escaped("\u{1b}[2J\u{202e}x"), "\\u{1b}[2J\\u{202e}x");
         assert_eq!(escaped("back`tick\\"), "back\\`tick\\\\");
+        assert_eq!(escaped("a\tb\r\nc"), "a\\tb\\r\\nc");
         assert_eq!(escaped_bytes(b"a\0b\xff"), "a\\u{0}b\\xff");
         assert_eq!(
             controls_escaped("d\u{e9}ploy\\x\u{1b}[31m\u{202e}.yaml"),
@@ -167,5 +168,21 @@ mod tests {
         let e = escaped(&s);
         assert!(e.starts_with(&"a".repeat(MAX_SHOWN)));
         assert!(e.ends_with("...(700 more bytes)"), "{e}");
+    }
+
+    #[test]
+    fn byte_values_are_shown_whole_up_to_the_limit_then_cut() {
+        // About MAX_SHOWN characters with bytes that are not UTF-8 in
+        // between: all of it is shown.
+        let mut v = b"a".repeat(60);
+        v.push(0xff);
+        let v = [v.repeat(5), b"z".to_vec()].concat();
+        let want = format!("{}z", format!("{}\\xff", "a".repeat(60)).repeat(5));
+        assert_eq!(escaped_bytes(&v), want);
+        assert_eq!(json_bytes(&v), want);
+        // A huge value is cut, however its bytes split into UTF-8 runs.
+        let huge = b"abc\xff".repeat(10_000);
+        assert!(escaped_bytes(&huge).len() < 2 * MAX_SHOWN * 4);
+        assert!(json_bytes(&huge).len() < 2 * MAX_SHOWN * 4);
     }
 }

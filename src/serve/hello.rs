@@ -756,6 +756,72 @@ mod tests {
         assert!(calls <= 7, "{calls} calls");
     }
 
+    /// A hello with an SNI and the given `legacy_session_id` and
+    /// `cipher_suites` lengths, parsed: the name, or why it is refused.
+    fn with_lengths(session: u8, suites: u16) -> Result<Vec<u8>, Invalid> {
+        let mut hs = handshake(&[(0, sni(b"a.com"))]);
+        // After the version and random: session id (38..71), suites (71..77).
+        let mut s = suites.to_be_bytes().to_vec();
+        s.extend(vec![0x13; suites.into()]);
+        hs.splice(71..77, s);
+        let mut id = vec![session];
+        id.extend(vec![9; session.into()]);
+        hs.splice(38..71, id);
+        let n = hs.len() - 4;
+        hs[1..4].copy_from_slice(&(n as u32).to_be_bytes()[1..]);
+        match parse(&records(&hs, 1 << 14)) {
+            Parsed::Hello(h) => Ok(h.sni.unwrap().into_owned()),
+            Parsed::Invalid(i) => Err(i),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn session_id_and_cipher_suites_at_their_limits() {
+        // No session to resume (TLS 1.2 clients), one cipher suite: fine.
+        assert_eq!(with_lengths(0, 2), Ok(b"a.com".to_vec()));
+        assert_eq!(with_lengths(32, 2), Ok(b"a.com".to_vec()));
+        assert_eq!(
+            with_lengths(33, 2),
+            Err(Invalid::Malformed("legacy_session_id longer than 32 bytes"))
+        );
+        for bad in [0, 1, 3] {
+            assert_eq!(
+                with_lengths(0, bad),
+                Err(Invalid::Malformed("bad cipher_suites length")),
+                "{bad}"
+            );
+        }
+    }
+
+    /// [`MAX_WIRE`] bounds what one connection makes the proxy buffer.
+    #[test]
+    fn wire_limit_is_exact_and_enforced_before_it_is_reached() {
+        // 65,535 handshake bytes in 20-byte records: exactly MAX_WIRE bytes.
+        let base = hello(Some(b"a.example.com"), false, 0).len();
+        let hs = hello(Some(b"a.example.com"), false, 65_535 - base - 4);
+        let wire = records(&hs, 20);
+        assert_eq!(wire.len(), MAX_WIRE);
+        for n in (0..wire.len()).step_by(4099).chain([wire.len() - 1]) {
+            match parse(&wire[..n]) {
+                Parsed::NeedMore(hint) => assert!(hint > n && hint <= MAX_WIRE, "{n}"),
+                other => panic!("prefix {n}: {other:?}"),
+            }
+        }
+        assert!(matches!(parse(&wire), Parsed::Hello(h) if h.len == MAX_WIRE));
+        // In 1-byte records the same hello cannot fit: it is refused before
+        // MAX_WIRE bytes are read, and never asks for more than that.
+        let tiny = records(&hello(Some(b"a.com"), false, 20_000), 1);
+        for n in (0..MAX_WIRE).step_by(4099) {
+            match parse(&tiny[..n]) {
+                Parsed::NeedMore(hint) => assert!(hint <= MAX_WIRE, "{n} -> {hint}"),
+                Parsed::Invalid(Invalid::TooLarge) => {}
+                other => panic!("prefix {n}: {other:?}"),
+            }
+        }
+        assert_eq!(parse(&tiny[..MAX_WIRE]), Parsed::Invalid(Invalid::TooLarge));
+    }
+
     fn arb_hello() -> impl Strategy<Value = Vec<u8>> {
         (
             proptest::option::of("[a-zA-Z0-9.-]{0,40}"),
