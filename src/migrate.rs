@@ -478,7 +478,8 @@ fn gateway_names(n: Option<&Node>) -> Vec<String> {
     }
 }
 
-/// The hosts that VirtualServices bound to a Gateway (not `mesh`) route:
+/// The hosts that VirtualServices with a TLS or TCP route at a Gateway (not
+/// `mesh`) route:
 /// their `hosts` and gateway-side `sniHosts`, each with the index of its
 /// VirtualService. The recipe routes each allowed name twice, from the mesh
 /// to the egress gateway and again at the gateway, in one VirtualService
@@ -497,6 +498,27 @@ impl GatewayRouted {
             let Some(spec) = vs.spec() else { continue };
             let vs_gws = gateway_names(spec.get("gateways"));
             if vs_gws.iter().all(|g| g == "mesh") {
+                continue;
+            }
+            // Only TLS or TCP routes at a Gateway carry the recipe's names
+            // there; an HTTP route (an ingress VirtualService, often with
+            // `hosts: ["*"]`) does not make a mesh route the recipe's.
+            let at_gateway = |route: &Node| {
+                let matches = route.list("match");
+                matches.is_empty()
+                    || matches.iter().any(|m| {
+                        m.get("gateways")
+                            .map_or(vs_gws.clone(), |g| gateway_names(Some(g)))
+                            .iter()
+                            .any(|g| g != "mesh")
+                    })
+            };
+            if !spec
+                .list("tls")
+                .iter()
+                .chain(spec.list("tcp").iter())
+                .any(at_gateway)
+            {
                 continue;
             }
             let mut hosts = strings(spec.get("hosts"));
