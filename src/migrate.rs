@@ -541,16 +541,17 @@ impl GatewayRouted {
         routed
     }
 
-    /// The VirtualServices whose Gateway-bound routes take `host`, with
-    /// Istio's host matching (`*.example.com` takes `a.example.com`, `*`
-    /// takes every name).
+    /// The VirtualServices whose Gateway-bound routes take some of the
+    /// names of `host`, with Istio's host matching (`*.example.com` and
+    /// `a.example.com` share a name either way round, `*` takes every
+    /// name).
     fn takers(&self, host: &str) -> BTreeSet<usize> {
         let mut out: BTreeSet<usize> = self.any.iter().copied().collect();
         if let Ok((h, _)) = Pattern::parse(host) {
             out.extend(
                 self.patterns
                     .iter()
-                    .filter(|(p, _)| *p == h || p.covers(&h))
+                    .filter(|(p, _)| *p == h || p.covers(&h) || h.covers(p))
                     .map(|(_, i)| *i),
             );
         }
@@ -1371,6 +1372,29 @@ pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mesh route for `*.wikipedia.org` and a gateway side that routes
+    /// only `en.wikipedia.org` overlap: the mesh route is the recipe's.
+    #[test]
+    fn a_narrower_gateway_side_takes_a_wildcard_mesh_route() {
+        let text = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: gw-side, namespace: istio-system}
+spec:
+  hosts: [en.wikipedia.org]
+  gateways: [egress-sni]
+  tcp:
+  - route: [{destination: {host: dummy.local}}]
+";
+        let mut objs = Vec::new();
+        for doc in load::parse(0, "t.yaml", text).unwrap() {
+            collect("t.yaml", doc.root, &mut objs);
+        }
+        let routed = GatewayRouted::of(&objs);
+        assert_eq!(routed.takers("*.wikipedia.org").len(), 1);
+        assert_eq!(routed.takers("en.wikipedia.org").len(), 1);
+        assert!(routed.takers("*.example.org").is_empty());
+    }
 
     #[test]
     fn reads_nginx_directives() {
