@@ -314,6 +314,12 @@ fn go_duration_nanos(s: &str) -> Option<f64> {
         total += n * scale;
         rest = next;
     }
+    // Go's int64 nanoseconds: past about 292 years it is an "invalid
+    // duration" error, which refuses the object.
+    let limit = 2f64.powi(63);
+    if total > limit || (sign > 0.0 && total == limit) {
+        return None;
+    }
     Some(sign * total)
 }
 
@@ -367,10 +373,21 @@ mod tests {
             ("500us", 5e5),
             ("0", 0.0),
             ("-1s", -1e9),
+            ("2562047h", 2562047.0 * 3600e9),
         ] {
             assert_eq!(go_duration_nanos(s), Some(ns), "{s}");
         }
-        for bad in ["", "1", "1d", "s", "1..2s", "1S", "0s5"] {
+        for bad in [
+            "",
+            "1",
+            "1d",
+            "s",
+            "1..2s",
+            "1S",
+            "0s5",
+            "2562048h",
+            "10000000h",
+        ] {
             assert_eq!(go_duration_nanos(bad), None, "{bad}");
         }
     }
