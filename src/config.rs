@@ -691,10 +691,11 @@ pub struct Overrides {
 /// Reads and validates a config file. `name` is how the file is shown in
 /// messages.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Vec<Note>), Error> {
-    let name = path.display().to_string();
+    // Escaped once here: the name starts every message's `file:line:col`.
+    let name = crate::escape::path(path);
     let text = std::fs::read(path).map_err(|e| Error {
         at: None,
-        message: format!("cannot read config {}: {e}", quoted(&name)),
+        message: format!("cannot read config `{name}`: {e}"),
         help: Some("pass the path of an EgressGateway file with -c".into()),
     })?;
     let text = String::from_utf8(text).map_err(|e| {

@@ -478,7 +478,8 @@ fn gateway_names(n: Option<&Node>) -> Vec<String> {
     }
 }
 
-/// The hosts that VirtualServices bound to a Gateway (not `mesh`) route:
+/// The hosts that VirtualServices with a TLS or TCP route at a Gateway (not
+/// `mesh`) route:
 /// their `hosts` and gateway-side `sniHosts`, each with the index of its
 /// VirtualService. The recipe routes each allowed name twice, from the mesh
 /// to the egress gateway and again at the gateway, in one VirtualService
@@ -497,6 +498,27 @@ impl GatewayRouted {
             let Some(spec) = vs.spec() else { continue };
             let vs_gws = gateway_names(spec.get("gateways"));
             if vs_gws.iter().all(|g| g == "mesh") {
+                continue;
+            }
+            // Only TLS or TCP routes at a Gateway carry the recipe's names
+            // there; an HTTP route (an ingress VirtualService, often with
+            // `hosts: ["*"]`) does not make a mesh route the recipe's.
+            let at_gateway = |route: &Node| {
+                let matches = route.list("match");
+                matches.is_empty()
+                    || matches.iter().any(|m| {
+                        m.get("gateways")
+                            .map_or(vs_gws.clone(), |g| gateway_names(Some(g)))
+                            .iter()
+                            .any(|g| g != "mesh")
+                    })
+            };
+            if !spec
+                .list("tls")
+                .iter()
+                .chain(spec.list("tcp").iter())
+                .any(at_gateway)
+            {
                 continue;
             }
             let mut hosts = strings(spec.get("hosts"));
@@ -519,16 +541,17 @@ impl GatewayRouted {
         routed
     }
 
-    /// The VirtualServices whose Gateway-bound routes take `host`, with
-    /// Istio's host matching (`*.example.com` takes `a.example.com`, `*`
-    /// takes every name).
+    /// The VirtualServices whose Gateway-bound routes take some of the
+    /// names of `host`, with Istio's host matching (`*.example.com` and
+    /// `a.example.com` share a name either way round, `*` takes every
+    /// name).
     fn takers(&self, host: &str) -> BTreeSet<usize> {
         let mut out: BTreeSet<usize> = self.any.iter().copied().collect();
         if let Ok((h, _)) = Pattern::parse(host) {
             out.extend(
                 self.patterns
                     .iter()
-                    .filter(|(p, _)| *p == h || p.covers(&h))
+                    .filter(|(p, _)| *p == h || p.covers(&h) || h.covers(p))
                     .map(|(_, i)| *i),
             );
         }
@@ -1349,6 +1372,29 @@ pub fn run(args: crate::cli::MigrateArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mesh route for `*.wikipedia.org` and a gateway side that routes
+    /// only `en.wikipedia.org` overlap: the mesh route is the recipe's.
+    #[test]
+    fn a_narrower_gateway_side_takes_a_wildcard_mesh_route() {
+        let text = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: gw-side, namespace: istio-system}
+spec:
+  hosts: [en.wikipedia.org]
+  gateways: [egress-sni]
+  tcp:
+  - route: [{destination: {host: dummy.local}}]
+";
+        let mut objs = Vec::new();
+        for doc in load::parse(0, "t.yaml", text).unwrap() {
+            collect("t.yaml", doc.root, &mut objs);
+        }
+        let routed = GatewayRouted::of(&objs);
+        assert_eq!(routed.takers("*.wikipedia.org").len(), 1);
+        assert_eq!(routed.takers("en.wikipedia.org").len(), 1);
+        assert!(routed.takers("*.example.org").is_empty());
+    }
 
     #[test]
     fn reads_nginx_directives() {

@@ -395,6 +395,43 @@ fn check_shows_file_names_escaped() {
     );
 }
 
+/// The diff of a stale `--check` file and a config's `file:line:col` show
+/// the file name escaped too: a terminal escape in it never reaches the
+/// terminal.
+#[test]
+fn diff_headers_and_config_errors_show_file_names_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"s\x1b[2J\xff.yaml"));
+    std::fs::write(&stale, "old\n").unwrap();
+    let diff = egressgen()
+        .args(["render", "-c", "examples/egress.yaml", "--check"])
+        .arg(&stale)
+        .assert()
+        .code(1);
+    let stdout = String::from_utf8_lossy(&diff.get_output().stdout).into_owned();
+    assert!(stdout.contains("s\\u{1b}[2J\\xff.yaml"), "{stdout}");
+    assert!(!stdout.contains("\x1b[2J"), "{stdout}");
+    let config = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"c\x1b]0;x\x07.yaml"));
+    std::fs::write(&config, "apiVersion: nope\n").unwrap();
+    let err = egressgen()
+        .arg("render")
+        .arg("-c")
+        .arg(&config)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8(err.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains("c\\u{1b}]0;x\\u{7}.yaml:1:"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\x07'),
+        "{stderr}"
+    );
+}
+
 /// The command `--check` suggests for a stale file is the one that updates
 /// it: the same source and options, pasted into a shell as it is printed.
 #[test]

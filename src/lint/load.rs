@@ -483,10 +483,15 @@ fn scalar(
 /// base64, which kubectl refuses.
 fn binary(text: &str) -> Option<String> {
     use base64::Engine;
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    // Go's StdEncoding is not Strict: it ignores bits after the last byte
+    // (`YR==` is `a`, as `YQ==` is).
+    const GO_STD: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
     let packed: String = text.chars().filter(|c| !matches!(c, '\n' | '\r')).collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(packed)
-        .ok()?;
+    let bytes = GO_STD.decode(packed).ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -754,6 +759,20 @@ fn not_text(buf: &[u8], at: usize, what: &str, name: &str) -> InputError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `!!binary` decodes as go-yaml v2 (Go's `base64.StdEncoding`) does:
+    /// line breaks skipped, padding required, stray low bits ignored.
+    #[test]
+    fn binary_scalars_decode_as_go_does() {
+        assert_eq!(binary("YQ==").as_deref(), Some("a"));
+        assert_eq!(binary("YR==").as_deref(), Some("a"));
+        assert_eq!(
+            binary("ZXZp\nbC5leGFtcGxl\r\nLmNvbR==").as_deref(),
+            Some("evil.example.com")
+        );
+        assert_eq!(binary("YQ"), None);
+        assert_eq!(binary("Y Q=="), None);
+    }
 
     #[test]
     fn positions_are_real_lines_across_documents() {

@@ -31,7 +31,7 @@ pub fn run(args: &RenderArgs) -> Result<u8> {
             return Ok(exit::OK);
         }
         let diff = output::unified_diff(
-            &path.display().to_string(),
+            &crate::escape::path(path),
             &current,
             "rendered",
             &rendered.manifest,

@@ -19,7 +19,8 @@ pub struct Broken {
 }
 
 /// Every rule of `schema` that `instance` breaks, walking the schema's
-/// `properties`, `items` and `additionalProperties` along the instance.
+/// `properties`, `items` and `additionalProperties` along the instance;
+/// also the duplicates a `x-kubernetes-list-type` forbids.
 pub fn check(schema: &Value, instance: &Value) -> Vec<Broken> {
     let mut out = Vec::new();
     walk(schema, instance, &mut Vec::new(), &mut out);
@@ -57,6 +58,7 @@ fn walk(schema: &Value, v: &Value, path: &mut Vec<String>, out: &mut Vec<Broken>
             }
         }
         Value::Array(items) => {
+            duplicates(schema, items, path, out);
             if let Some(sub) = schema.get("items") {
                 for (i, child) in items.iter().enumerate() {
                     path.push(i.to_string());
@@ -66,6 +68,50 @@ fn walk(schema: &Value, v: &Value, path: &mut Vec<String>, out: &mut Vec<Broken>
             }
         }
         _ => {}
+    }
+}
+
+/// `x-kubernetes-list-type: map` (items unique by the list-map keys) and
+/// `set` (unique items), which the API server checks with the schema
+/// (apiextensions-apiserver `ValidateListSetsAndMaps`, "Duplicate value").
+fn duplicates(schema: &Value, items: &[Value], path: &mut Vec<String>, out: &mut Vec<Broken>) {
+    let keys: Vec<&str> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("map") => schema
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect(),
+        Some("set") => Vec::new(),
+        _ => return,
+    };
+    let id = |v: &Value| -> Vec<Value> {
+        if keys.is_empty() {
+            vec![v.clone()]
+        } else {
+            keys.iter()
+                .map(|k| v.get(*k).cloned().unwrap_or_default())
+                .collect()
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].iter().any(|earlier| id(earlier) == id(item)) {
+            path.push(i.to_string());
+            out.push(Broken {
+                path: path.clone(),
+                message: if keys.is_empty() {
+                    "an earlier item of this list is the same; the API server refuses duplicates"
+                        .to_string()
+                } else {
+                    format!(
+                        "an earlier item of this list has the same {}; the API server refuses duplicates",
+                        keys.join(" and ")
+                    )
+                },
+            });
+            path.pop();
+        }
     }
 }
 
@@ -268,6 +314,12 @@ fn go_duration_nanos(s: &str) -> Option<f64> {
         total += n * scale;
         rest = next;
     }
+    // Go's int64 nanoseconds: past about 292 years it is an "invalid
+    // duration" error, which refuses the object.
+    let limit = 2f64.powi(63);
+    if total > limit || (sign > 0.0 && total == limit) {
+        return None;
+    }
     Some(sign * total)
 }
 
@@ -321,10 +373,21 @@ mod tests {
             ("500us", 5e5),
             ("0", 0.0),
             ("-1s", -1e9),
+            ("2562047h", 2562047.0 * 3600e9),
         ] {
             assert_eq!(go_duration_nanos(s), Some(ns), "{s}");
         }
-        for bad in ["", "1", "1d", "s", "1..2s", "1S", "0s5"] {
+        for bad in [
+            "",
+            "1",
+            "1d",
+            "s",
+            "1..2s",
+            "1S",
+            "0s5",
+            "2562048h",
+            "10000000h",
+        ] {
             assert_eq!(go_duration_nanos(bad), None, "{bad}");
         }
     }

@@ -10,6 +10,8 @@
 //!   if the lookup fails ("once a host gets an address it will stick even
 //!   in the case of a subsequent resolution failure", `finishResolve`);
 //! - a name unused for `host_ttl` (default 5 min) leaves the cache;
+//! - each upstream port has a cache of its own, as `render` gives each
+//!   port's forward proxy its own `dns_cache_config`;
 //! - with `max_hosts` names cached (default 1024), a new name is refused:
 //!   Envoy's `LoadDnsCacheEntryStatus::Overflow`, on which the SNI forward
 //!   proxy closes the connection. Names already cached still work.
@@ -108,14 +110,14 @@ pub trait Resolver: Send + Sync + 'static {
     /// Whether the name [`Resolver::try_resolve`] just answered from the
     /// cache is due for a lookup that no one has started yet; if so, the
     /// caller runs [`Resolver::refresh`] on the runtime.
-    fn refresh_due(&self, host: &str) -> bool {
-        let _ = host;
+    fn refresh_due(&self, host: &str, port: u16) -> bool {
+        let _ = (host, port);
         false
     }
 
     /// Looks a cached name up again, keeping its addresses on failure.
-    fn refresh(&self, host: &str) -> impl Future<Output = ()> + Send {
-        let _ = host;
+    fn refresh(&self, host: &str, port: u16) -> impl Future<Output = ()> + Send {
+        let _ = (host, port);
         async {}
     }
 }
@@ -246,7 +248,9 @@ pub struct SystemResolver {
     pins: Pins,
     limits: DnsLimits,
     family: LookupFamily,
-    cache: Mutex<HashMap<String, Entry>>,
+    /// The cached names of each upstream port: the gateway renders one
+    /// DNS cache per port, each with its own `max_hosts` and `host_ttl`.
+    cache: Mutex<HashMap<u16, HashMap<String, Entry>>>,
 }
 
 impl SystemResolver {
@@ -274,15 +278,15 @@ impl SystemResolver {
         self
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, HashMap<String, Entry>>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The cached addresses of `host`, also when due for a refresh; the
     /// name counts as used.
-    fn cached(&self, host: &str, now: Instant) -> Option<Arc<[IpAddr]>> {
+    fn cached(&self, host: &str, port: u16, now: Instant) -> Option<Arc<[IpAddr]>> {
         let mut cache = self.lock();
-        let e = cache.get_mut(host)?;
+        let e = cache.get_mut(&port)?.get_mut(host)?;
         if now.duration_since(e.last_used) >= self.limits.host_ttl {
             return None;
         }
@@ -291,9 +295,9 @@ impl SystemResolver {
     }
 
     /// Claims the refresh of `host` when it is due and not under way.
-    fn claim_refresh(&self, host: &str, now: Instant) -> bool {
+    fn claim_refresh(&self, host: &str, port: u16, now: Instant) -> bool {
         let mut cache = self.lock();
-        match cache.get_mut(host) {
+        match cache.get_mut(&port).and_then(|c| c.get_mut(host)) {
             Some(e) if e.refresh_at <= now && !e.refreshing => {
                 e.refreshing = true;
                 true
@@ -305,8 +309,8 @@ impl SystemResolver {
     /// A refresh ended: new addresses, or on failure the old ones, and the
     /// next lookup one refresh interval away. A lookup is not a use, and a
     /// name that left the cache meanwhile stays out.
-    fn refreshed(&self, host: &str, ips: Option<Arc<[IpAddr]>>, now: Instant) {
-        if let Some(e) = self.lock().get_mut(host) {
+    fn refreshed(&self, host: &str, port: u16, ips: Option<Arc<[IpAddr]>>, now: Instant) {
+        if let Some(e) = self.lock().get_mut(&port).and_then(|c| c.get_mut(host)) {
             if let Some(ips) = ips {
                 e.ips = ips;
             }
@@ -333,8 +337,9 @@ impl SystemResolver {
 
     /// Whether `host` may be looked up: it is cached, or the cache has
     /// room once the names unused for `host_ttl` are gone.
-    fn admit(&self, host: &str, now: Instant) -> Result<(), CacheFull> {
+    fn admit(&self, host: &str, port: u16, now: Instant) -> Result<(), CacheFull> {
         let mut cache = self.lock();
+        let cache = cache.entry(port).or_default();
         let host_ttl = self.limits.host_ttl;
         cache.retain(|_, e| now.duration_since(e.last_used) < host_ttl);
         if cache.contains_key(host) || cache.len() < self.limits.max_hosts {
@@ -346,8 +351,9 @@ impl SystemResolver {
         }
     }
 
-    fn store(&self, host: &str, ips: Arc<[IpAddr]>, now: Instant) {
+    fn store(&self, host: &str, port: u16, ips: Arc<[IpAddr]>, now: Instant) {
         let mut cache = self.lock();
+        let cache = cache.entry(port).or_default();
         // Lookups of several new names at once may all have been admitted;
         // as in Envoy, where two threads can race past max_hosts, the few
         // extra are let through, but not kept.
@@ -367,7 +373,7 @@ impl SystemResolver {
 
     /// Number of cached hosts (for tests).
     pub fn cached_hosts(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(HashMap::len).sum()
     }
 }
 
@@ -376,7 +382,7 @@ impl Resolver for SystemResolver {
         if let Some(a) = self.pins.get(host, port) {
             return Some(Ok(Addrs::One(a)));
         }
-        let ips = self.cached(host, Instant::now())?;
+        let ips = self.cached(host, port, Instant::now())?;
         Some(Ok(Addrs::Many(ips, port)))
     }
 
@@ -385,20 +391,20 @@ impl Resolver for SystemResolver {
             return known;
         }
         let now = Instant::now();
-        self.admit(host, now).map_err(io::Error::other)?;
+        self.admit(host, port, now).map_err(io::Error::other)?;
         let ips = self.lookup(host).await?;
-        self.store(host, ips.clone(), now);
+        self.store(host, port, ips.clone(), now);
         Ok(Addrs::Many(ips, port))
     }
 
-    fn refresh_due(&self, host: &str) -> bool {
-        self.claim_refresh(host, Instant::now())
+    fn refresh_due(&self, host: &str, port: u16) -> bool {
+        self.claim_refresh(host, port, Instant::now())
     }
 
-    async fn refresh(&self, host: &str) {
+    async fn refresh(&self, host: &str, port: u16) {
         let now = Instant::now();
         let ips = self.lookup(host).await.ok();
-        self.refreshed(host, ips, now);
+        self.refreshed(host, port, ips, now);
     }
 }
 
@@ -501,31 +507,34 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         for host in ["a.test", "b.test"] {
-            assert!(r.admit(host, t0).is_ok());
-            r.store(host, ips(), t0);
+            assert!(r.admit(host, 443, t0).is_ok());
+            r.store(host, 443, ips(), t0);
         }
-        let full = r.admit("c.test", at(1)).unwrap_err();
+        let full = r.admit("c.test", 443, at(1)).unwrap_err();
         assert_eq!(full.max_hosts, 2);
         assert!(
-            r.admit("a.test", at(1)).is_ok(),
+            r.admit("a.test", 443, at(1)).is_ok(),
             "a cached name is looked up again"
         );
-        assert!(r.cached("a.test", at(1)).is_some());
+        assert!(r.cached("a.test", 443, at(1)).is_some());
         // a.test used at 200 s; b.test last used at 0 s.
-        assert!(r.cached("a.test", at(200)).is_some());
-        assert!(r.admit("c.test", at(299)).is_err());
+        assert!(r.cached("a.test", 443, at(200)).is_some());
+        assert!(r.admit("c.test", 443, at(299)).is_err());
         assert!(
-            r.admit("c.test", at(300)).is_ok(),
+            r.admit("c.test", 443, at(300)).is_ok(),
             "b.test unused for host_ttl"
         );
         assert_eq!(r.cached_hosts(), 1);
-        r.store("c.test", ips(), at(300));
+        r.store("c.test", 443, ips(), at(300));
         // Past the refresh (250 s after the lookup) a.test keeps its place
         // (used at 200 s) and its addresses, while one refresh runs.
-        assert!(r.cached("a.test", at(301)).is_some());
-        assert!(r.admit("d.test", at(301)).is_err());
-        assert!(r.claim_refresh("a.test", at(301)));
-        assert!(!r.claim_refresh("a.test", at(302)), "one refresh at a time");
+        assert!(r.cached("a.test", 443, at(301)).is_some());
+        assert!(r.admit("d.test", 443, at(301)).is_err());
+        assert!(r.claim_refresh("a.test", 443, at(301)));
+        assert!(
+            !r.claim_refresh("a.test", 443, at(302)),
+            "one refresh at a time"
+        );
     }
 
     /// Envoy's refresh: cached addresses are used while a lookup runs, kept
@@ -536,22 +545,22 @@ mod tests {
         let r = resolver(60, 300, 8);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        r.store("a.test", ips(), t0);
-        assert!(!r.claim_refresh("a.test", at(59)));
-        assert!(r.claim_refresh("a.test", at(60)));
-        r.refreshed("a.test", None, at(61));
-        assert_eq!(r.cached("a.test", at(62)), Some(ips()));
-        assert!(!r.claim_refresh("a.test", at(120)));
-        assert!(r.claim_refresh("a.test", at(121)));
+        r.store("a.test", 443, ips(), t0);
+        assert!(!r.claim_refresh("a.test", 443, at(59)));
+        assert!(r.claim_refresh("a.test", 443, at(60)));
+        r.refreshed("a.test", 443, None, at(61));
+        assert_eq!(r.cached("a.test", 443, at(62)), Some(ips()));
+        assert!(!r.claim_refresh("a.test", 443, at(120)));
+        assert!(r.claim_refresh("a.test", 443, at(121)));
         let new: Arc<[IpAddr]> = vec![IpAddr::from([10, 0, 0, 1])].into();
-        r.refreshed("a.test", Some(new.clone()), at(122));
-        assert_eq!(r.cached("a.test", at(123)), Some(new));
+        r.refreshed("a.test", 443, Some(new.clone()), at(122));
+        assert_eq!(r.cached("a.test", 443, at(123)), Some(new));
         // Last used at 123 s: gone at 423 s, refreshes or not.
-        assert!(r.claim_refresh("a.test", at(400)));
-        r.refreshed("a.test", Some(ips()), at(401));
-        assert!(r.admit("b.test", at(423)).is_ok());
+        assert!(r.claim_refresh("a.test", 443, at(400)));
+        r.refreshed("a.test", 443, Some(ips()), at(401));
+        assert!(r.admit("b.test", 443, at(423)).is_ok());
         assert_eq!(r.cached_hosts(), 0);
-        r.refreshed("a.test", Some(ips()), at(424));
+        r.refreshed("a.test", 443, Some(ips()), at(424));
         assert_eq!(r.cached_hosts(), 0, "a refresh does not bring a name back");
     }
 
@@ -559,10 +568,27 @@ mod tests {
     fn a_lookup_admitted_in_a_race_is_not_kept_past_max_hosts() {
         let r = resolver(60, 300, 1);
         let t0 = Instant::now();
-        assert!(r.admit("a.test", t0).is_ok() && r.admit("b.test", t0).is_ok());
-        r.store("a.test", ips(), t0);
-        r.store("b.test", ips(), t0);
+        assert!(r.admit("a.test", 443, t0).is_ok() && r.admit("b.test", 443, t0).is_ok());
+        r.store("a.test", 443, ips(), t0);
+        r.store("b.test", 443, ips(), t0);
         assert_eq!(r.cached_hosts(), 1);
+    }
+
+    /// The gateway renders one DNS cache per upstream port: a name counts
+    /// against each port's `max_hosts` on its own, and a port whose cache is
+    /// full leaves the others' room.
+    #[test]
+    fn each_port_has_a_cache_of_its_own() {
+        let r = resolver(60, 300, 1);
+        let t0 = Instant::now();
+        assert!(r.admit("a.test", 443, t0).is_ok());
+        r.store("a.test", 443, ips(), t0);
+        assert!(r.admit("b.test", 443, t0).is_err());
+        assert!(r.cached("a.test", 8443, t0).is_none());
+        assert!(r.admit("b.test", 8443, t0).is_ok());
+        r.store("b.test", 8443, ips(), t0);
+        assert_eq!(r.cached_hosts(), 2);
+        assert!(r.cached("b.test", 443, t0).is_none());
     }
 
     #[tokio::test]
@@ -579,10 +605,11 @@ mod tests {
         // A refresh looks the name up again.
         r.store(
             "localhost",
+            443,
             vec![IpAddr::from([10, 0, 0, 1])].into(),
             Instant::now(),
         );
-        r.refresh("localhost").await;
+        r.refresh("localhost", 443).await;
         let a = r.try_resolve("localhost", 443).unwrap().unwrap();
         assert!(a.iter().all(|a| a.ip().is_loopback()), "{a:?}");
     }

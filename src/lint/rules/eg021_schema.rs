@@ -6,7 +6,8 @@
 //! container port name over 15 characters. The CRDs' CEL rules
 //! (`x-kubernetes-validations`, such as "port number cannot be duplicated"
 //! on a ServiceEntry) are checked once the schema passes, as the API server
-//! does. Values are checked as kubectl sends them: it reads YAML 1.1, where
+//! does, and so are the keys of `x-kubernetes-list-type: map` lists (two
+//! ServiceEntry ports of the same name). Values are checked as kubectl sends them: it reads YAML 1.1, where
 //! a plain `yes`, `on` or `y` is a boolean, so such a word where a string
 //! belongs is reported.
 //!
