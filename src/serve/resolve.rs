@@ -4,12 +4,13 @@
 //! The cache behaves like Envoy's dynamic forward proxy `dns_cache_config`
 //! (envoy/extensions/common/dynamic_forward_proxy/v3/dns_cache.proto and
 //! source/extensions/common/dynamic_forward_proxy/dns_cache_impl.cc):
-//! - a name's addresses are looked up again after `dns_refresh_rate`
-//!   (default 60 s; `getaddrinfo` reports no TTL), in the background:
-//!   connections go on with the cached addresses meanwhile, and keep them
-//!   if the lookup fails ("once a host gets an address it will stick even
-//!   in the case of a subsequent resolution failure", `finishResolve`);
-//! - a name unused for `host_ttl` (default 5 min) leaves the cache;
+//! - each cached name has a timer that looks it up again every
+//!   `dns_refresh_rate` (default 60 s; `getaddrinfo` reports no TTL), in
+//!   the background: connections use the cached addresses, which a failed
+//!   lookup keeps ("once a host gets an address it will stick even in the
+//!   case of a subsequent resolution failure", `finishResolve`);
+//! - a name unused for `host_ttl` (default 5 min) leaves the cache, when
+//!   its timer fires (`onReResolve`) or when room is needed;
 //! - each upstream port has a cache of its own, as `render` gives each
 //!   port's forward proxy its own `dns_cache_config`;
 //! - with `max_hosts` names cached (default 1024), a new name is refused:
@@ -105,20 +106,6 @@ pub trait Resolver: Send + Sync + 'static {
     fn try_resolve(&self, host: &str, port: u16) -> Option<io::Result<Addrs>> {
         let _ = (host, port);
         None
-    }
-
-    /// Whether the name [`Resolver::try_resolve`] just answered from the
-    /// cache is due for a lookup that no one has started yet; if so, the
-    /// caller runs [`Resolver::refresh`] on the runtime.
-    fn refresh_due(&self, host: &str, port: u16) -> bool {
-        let _ = (host, port);
-        false
-    }
-
-    /// Looks a cached name up again, keeping its addresses on failure.
-    fn refresh(&self, host: &str, port: u16) -> impl Future<Output = ()> + Send {
-        let _ = (host, port);
-        async {}
     }
 }
 
@@ -234,11 +221,15 @@ fn parse_target(s: &str) -> Option<Pin> {
 #[derive(Debug)]
 struct Entry {
     ips: Arc<[IpAddr]>,
-    /// When the addresses are to be looked up again.
-    refresh_at: Instant,
     last_used: Instant,
-    /// A lookup to refresh them is under way.
-    refreshing: bool,
+}
+
+/// The cached names of each upstream port: the gateway renders one DNS
+/// cache per port, each with its own `max_hosts` and `host_ttl`.
+type Cache = Arc<Mutex<HashMap<u16, HashMap<String, Entry>>>>;
+
+fn lock(cache: &Cache) -> std::sync::MutexGuard<'_, HashMap<u16, HashMap<String, Entry>>> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Pins, then `getaddrinfo` through a cache bounded as Envoy's, keeping the
@@ -248,9 +239,7 @@ pub struct SystemResolver {
     pins: Pins,
     limits: DnsLimits,
     family: LookupFamily,
-    /// The cached names of each upstream port: the gateway renders one
-    /// DNS cache per port, each with its own `max_hosts` and `host_ttl`.
-    cache: Mutex<HashMap<u16, HashMap<String, Entry>>>,
+    cache: Cache,
 }
 
 impl SystemResolver {
@@ -259,7 +248,7 @@ impl SystemResolver {
             pins,
             limits: DnsLimits::default(),
             family: LookupFamily::All,
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::default(),
         }
     }
 
@@ -279,11 +268,10 @@ impl SystemResolver {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, HashMap<String, Entry>>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.cache)
     }
 
-    /// The cached addresses of `host`, also when due for a refresh; the
-    /// name counts as used.
+    /// The cached addresses of `host`; the name counts as used.
     fn cached(&self, host: &str, port: u16, now: Instant) -> Option<Arc<[IpAddr]>> {
         let mut cache = self.lock();
         let e = cache.get_mut(&port)?.get_mut(host)?;
@@ -292,47 +280,6 @@ impl SystemResolver {
         }
         e.last_used = now;
         Some(e.ips.clone())
-    }
-
-    /// Claims the refresh of `host` when it is due and not under way.
-    fn claim_refresh(&self, host: &str, port: u16, now: Instant) -> bool {
-        let mut cache = self.lock();
-        match cache.get_mut(&port).and_then(|c| c.get_mut(host)) {
-            Some(e) if e.refresh_at <= now && !e.refreshing => {
-                e.refreshing = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// A refresh ended: new addresses, or on failure the old ones, and the
-    /// next lookup one refresh interval away. A lookup is not a use, and a
-    /// name that left the cache meanwhile stays out.
-    fn refreshed(&self, host: &str, port: u16, ips: Option<Arc<[IpAddr]>>, now: Instant) {
-        if let Some(e) = self.lock().get_mut(&port).and_then(|c| c.get_mut(host)) {
-            if let Some(ips) = ips {
-                e.ips = ips;
-            }
-            e.refreshing = false;
-            e.refresh_at = now + self.limits.refresh;
-        }
-    }
-
-    /// Looks `host` up, keeping the addresses of the lookup family.
-    async fn lookup(&self, host: &str) -> io::Result<Arc<[IpAddr]>> {
-        let found: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
-            .await?
-            .map(|a| a.ip())
-            .collect();
-        let ips: Arc<[IpAddr]> = of_family(self.family, found).into();
-        if ips.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no addresses of the lookup family",
-            ));
-        }
-        Ok(ips)
     }
 
     /// Whether `host` may be looked up: it is cached, or the cache has
@@ -360,15 +307,26 @@ impl SystemResolver {
         if !cache.contains_key(host) && cache.len() >= self.limits.max_hosts {
             return;
         }
-        cache.insert(
-            host.to_string(),
-            Entry {
-                ips,
-                refresh_at: now + self.limits.refresh,
-                last_used: now,
-                refreshing: false,
-            },
-        );
+        let new = cache
+            .insert(
+                host.to_string(),
+                Entry {
+                    ips,
+                    last_used: now,
+                },
+            )
+            .is_none();
+        // The name's refresh timer, on the runtime (unit tests of the cache
+        // alone run without one).
+        if let (true, Ok(rt)) = (new, tokio::runtime::Handle::try_current()) {
+            rt.spawn(refresh_timer(
+                self.cache.clone(),
+                host.to_string(),
+                port,
+                self.limits,
+                self.family,
+            ));
+        }
     }
 
     /// Number of cached hosts (for tests).
@@ -392,20 +350,62 @@ impl Resolver for SystemResolver {
         }
         let now = Instant::now();
         self.admit(host, port, now).map_err(io::Error::other)?;
-        let ips = self.lookup(host).await?;
+        let ips = lookup(host, self.family).await?;
         self.store(host, port, ips.clone(), now);
         Ok(Addrs::Many(ips, port))
     }
+}
 
-    fn refresh_due(&self, host: &str, port: u16) -> bool {
-        self.claim_refresh(host, port, Instant::now())
+/// Envoy's per-host refresh timer (`DnsCacheImpl::onReResolve`): every
+/// refresh interval, drops the name if it went unused for `host_ttl`, else
+/// looks it up again, keeping the old addresses when that fails. Ends with
+/// the name.
+async fn refresh_timer(
+    cache: Cache,
+    host: String,
+    port: u16,
+    limits: DnsLimits,
+    family: LookupFamily,
+) {
+    loop {
+        tokio::time::sleep(limits.refresh).await;
+        {
+            let mut c = lock(&cache);
+            let Some(names) = c.get_mut(&port) else {
+                return;
+            };
+            match names.get(&host) {
+                None => return,
+                Some(e) if e.last_used.elapsed() >= limits.host_ttl => {
+                    names.remove(&host);
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        if let Ok(ips) = lookup(&host, family).await {
+            match lock(&cache).get_mut(&port).and_then(|n| n.get_mut(&host)) {
+                Some(e) => e.ips = ips,
+                None => return,
+            }
+        }
     }
+}
 
-    async fn refresh(&self, host: &str, port: u16) {
-        let now = Instant::now();
-        let ips = self.lookup(host).await.ok();
-        self.refreshed(host, port, ips, now);
+/// Looks `host` up, keeping the addresses of the lookup family.
+async fn lookup(host: &str, family: LookupFamily) -> io::Result<Arc<[IpAddr]>> {
+    let found: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .map(|a| a.ip())
+        .collect();
+    let ips: Arc<[IpAddr]> = of_family(family, found).into();
+    if ips.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no addresses of the lookup family",
+        ));
     }
+    Ok(ips)
 }
 
 /// The addresses Envoy's DNS cache hands on for `family`
@@ -526,42 +526,7 @@ mod tests {
         );
         assert_eq!(r.cached_hosts(), 1);
         r.store("c.test", 443, ips(), at(300));
-        // Past the refresh (250 s after the lookup) a.test keeps its place
-        // (used at 200 s) and its addresses, while one refresh runs.
-        assert!(r.cached("a.test", 443, at(301)).is_some());
         assert!(r.admit("d.test", 443, at(301)).is_err());
-        assert!(r.claim_refresh("a.test", 443, at(301)));
-        assert!(
-            !r.claim_refresh("a.test", 443, at(302)),
-            "one refresh at a time"
-        );
-    }
-
-    /// Envoy's refresh: cached addresses are used while a lookup runs, kept
-    /// when it fails, and the next one is a refresh interval away; a
-    /// lookup is not a use, so it does not keep a name in the cache.
-    #[test]
-    fn a_refresh_keeps_the_addresses_when_the_lookup_fails() {
-        let r = resolver(60, 300, 8);
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        r.store("a.test", 443, ips(), t0);
-        assert!(!r.claim_refresh("a.test", 443, at(59)));
-        assert!(r.claim_refresh("a.test", 443, at(60)));
-        r.refreshed("a.test", 443, None, at(61));
-        assert_eq!(r.cached("a.test", 443, at(62)), Some(ips()));
-        assert!(!r.claim_refresh("a.test", 443, at(120)));
-        assert!(r.claim_refresh("a.test", 443, at(121)));
-        let new: Arc<[IpAddr]> = vec![IpAddr::from([10, 0, 0, 1])].into();
-        r.refreshed("a.test", 443, Some(new.clone()), at(122));
-        assert_eq!(r.cached("a.test", 443, at(123)), Some(new));
-        // Last used at 123 s: gone at 423 s, refreshes or not.
-        assert!(r.claim_refresh("a.test", 443, at(400)));
-        r.refreshed("a.test", 443, Some(ips()), at(401));
-        assert!(r.admit("b.test", 443, at(423)).is_ok());
-        assert_eq!(r.cached_hosts(), 0);
-        r.refreshed("a.test", 443, Some(ips()), at(424));
-        assert_eq!(r.cached_hosts(), 0, "a refresh does not bring a name back");
     }
 
     #[test]
@@ -602,15 +567,38 @@ mod tests {
         let e = r.resolve("::1", 443).await.unwrap_err();
         assert_eq!(cache_full(&e), Some(2), "{e}");
         assert!(r.resolve("localhost", 443).await.is_ok());
-        // A refresh looks the name up again.
-        r.store(
-            "localhost",
-            443,
-            vec![IpAddr::from([10, 0, 0, 1])].into(),
-            Instant::now(),
+    }
+
+    /// Each cached name's timer looks it up again every refresh interval,
+    /// whether or not it is used, and drops it once unused for `host_ttl`.
+    #[tokio::test]
+    async fn a_timer_refreshes_each_name_and_drops_it_when_unused() {
+        let r = SystemResolver::new(Pins::default()).with_limits(DnsLimits {
+            refresh: Duration::from_millis(50),
+            host_ttl: Duration::from_millis(400),
+            max_hosts: 8,
+        });
+        r.resolve("localhost", 443).await.unwrap();
+        let stale: Arc<[IpAddr]> = vec![IpAddr::from([10, 0, 0, 1])].into();
+        r.lock()
+            .get_mut(&443)
+            .unwrap()
+            .get_mut("localhost")
+            .unwrap()
+            .ips = stale.clone();
+        assert_eq!(
+            r.cached("localhost", 443, Instant::now()),
+            Some(stale.clone())
         );
-        r.refresh("localhost", 443).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while r.cached("localhost", 443, Instant::now()) == Some(stale.clone()) {
+            assert!(Instant::now() < deadline, "not refreshed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let a = r.try_resolve("localhost", 443).unwrap().unwrap();
         assert!(a.iter().all(|a| a.ip().is_loopback()), "{a:?}");
+        // Unused from now on: gone after host_ttl, with no other call.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(r.cached_hosts(), 0);
     }
 }

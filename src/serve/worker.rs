@@ -764,15 +764,6 @@ impl<R: Resolver> Worker<R> {
         };
         c.deadline = self.now + s.connect_timeout;
         let answer = self.proxy.resolver.try_resolve(&name, c.port);
-        // Cached addresses (not a pin's) past their refresh: used now,
-        // looked up again in the background.
-        if matches!(answer, Some(Ok(Addrs::Many(..))))
-            && self.proxy.resolver.refresh_due(&name, c.port)
-        {
-            let (proxy, host, port) = (self.proxy.clone(), name.clone(), c.port);
-            self.rt
-                .spawn(async move { proxy.resolver.refresh(&host, port).await });
-        }
         if answer.is_none() {
             // A cache miss: the runtime looks it up, the answer comes back
             // through the inbox.
