@@ -5,6 +5,7 @@ mod common;
 
 use common::egressgen;
 use predicates::prelude::*;
+use std::path::Path;
 
 #[test]
 fn version_and_help() {
@@ -358,65 +359,55 @@ fn check_passes_on_a_fresh_file_and_diffs_a_stale_one() {
         .code(2);
 }
 
-/// A file name is shown escaped in `--check`'s messages: one with a
-/// terminal escape, or bytes that are not UTF-8, can neither act on the
-/// terminal nor lose the bytes that tell it apart.
-#[test]
-fn check_shows_file_names_escaped() {
+/// A path in `dir` whose name holds raw bytes: a terminal escape, a bell,
+/// bytes that are not UTF-8.
+fn odd_path(dir: &Path, name: &[u8]) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStrExt;
-    let dir = tempfile::tempdir().unwrap();
-    let name = std::ffi::OsStr::from_bytes(b"m\x1b[2J\xff.yaml");
-    let out = dir.path().join(name);
-    render_example_to(&out).assert().success();
-    let ok = egressgen()
-        .args(["render", "-c", "examples/egress.yaml", "--check"])
-        .arg(&out)
-        .assert()
-        .success();
-    let stderr = String::from_utf8(ok.get_output().stderr.clone()).unwrap();
-    assert!(
-        stderr.contains("m\\u{1b}[2J\\xff.yaml is up to date"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains('\x1b'), "{stderr}");
-    let missing = dir
-        .path()
-        .join(std::ffi::OsStr::from_bytes(b"gone\x1b]0;x\x07.yaml"));
-    let err = egressgen()
-        .args(["render", "-c", "examples/egress.yaml", "--check"])
-        .arg(&missing)
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8(err.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains("gone\\u{1b}]0;x\\u{7}.yaml"), "{stderr}");
-    assert!(
-        !stderr.contains('\x1b') && !stderr.contains('\x07'),
-        "{stderr}"
-    );
+    dir.join(std::ffi::OsStr::from_bytes(name))
 }
 
-/// The diff of a stale `--check` file and a config's `file:line:col` show
-/// the file name escaped too: a terminal escape in it never reaches the
-/// terminal.
+/// `text` shows the file name as `shown` and carries no escape or bell.
+fn assert_shown_escaped(text: &str, shown: &str) {
+    assert!(text.contains(shown), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+}
+
+/// A file name is shown escaped wherever egressgen prints it: in
+/// `--check`'s messages and diff header, and in a config error's
+/// `file:line:col`. One with a terminal escape, or bytes that are not
+/// UTF-8, can neither act on the terminal nor lose the bytes that tell it
+/// apart.
 #[test]
-fn diff_headers_and_config_errors_show_file_names_escaped() {
-    use std::os::unix::ffi::OsStrExt;
+fn file_names_are_shown_escaped() {
     let dir = tempfile::tempdir().unwrap();
-    let stale = dir
-        .path()
-        .join(std::ffi::OsStr::from_bytes(b"s\x1b[2J\xff.yaml"));
+    let stderr_of = |a: assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    };
+    let check = |path: &Path| {
+        egressgen()
+            .args(["render", "-c", "examples/egress.yaml", "--check"])
+            .arg(path)
+            .assert()
+    };
+
+    let fresh = odd_path(dir.path(), b"m\x1b[2J\xff.yaml");
+    render_example_to(&fresh).assert().success();
+    let up_to_date = stderr_of(check(&fresh).success());
+    assert_shown_escaped(&up_to_date, "m\\u{1b}[2J\\xff.yaml is up to date");
+
+    let missing = odd_path(dir.path(), b"gone\x1b]0;x\x07.yaml");
+    assert_shown_escaped(
+        &stderr_of(check(&missing).code(2)),
+        "gone\\u{1b}]0;x\\u{7}.yaml",
+    );
+
+    let stale = odd_path(dir.path(), b"s\x1b[2J\xff.yaml");
     std::fs::write(&stale, "old\n").unwrap();
-    let diff = egressgen()
-        .args(["render", "-c", "examples/egress.yaml", "--check"])
-        .arg(&stale)
-        .assert()
-        .code(1);
+    let diff = check(&stale).code(1);
     let stdout = String::from_utf8_lossy(&diff.get_output().stdout).into_owned();
-    assert!(stdout.contains("s\\u{1b}[2J\\xff.yaml"), "{stdout}");
-    assert!(!stdout.contains("\x1b[2J"), "{stdout}");
-    let config = dir
-        .path()
-        .join(std::ffi::OsStr::from_bytes(b"c\x1b]0;x\x07.yaml"));
+    assert_shown_escaped(&stdout, "s\\u{1b}[2J\\xff.yaml");
+
+    let config = odd_path(dir.path(), b"c\x1b]0;x\x07.yaml");
     std::fs::write(&config, "apiVersion: nope\n").unwrap();
     let err = egressgen()
         .arg("render")
@@ -424,12 +415,7 @@ fn diff_headers_and_config_errors_show_file_names_escaped() {
         .arg(&config)
         .assert()
         .code(2);
-    let stderr = String::from_utf8(err.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains("c\\u{1b}]0;x\\u{7}.yaml:1:"), "{stderr}");
-    assert!(
-        !stderr.contains('\x1b') && !stderr.contains('\x07'),
-        "{stderr}"
-    );
+    assert_shown_escaped(&stderr_of(err), "c\\u{1b}]0;x\\u{7}.yaml:1:");
 }
 
 /// The command `--check` suggests for a stale file is the one that updates
