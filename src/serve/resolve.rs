@@ -222,7 +222,13 @@ fn parse_target(s: &str) -> Option<Pin> {
 struct Entry {
     ips: Arc<[IpAddr]>,
     last_used: Instant,
+    /// Tells this entry's refresh timer from the one of an earlier entry
+    /// for the same name, dropped while that timer slept.
+    id: u64,
 }
+
+/// The next [`Entry::id`].
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The cached names of each upstream port: the gateway renders one DNS
 /// cache per port, each with its own `max_hosts` and `host_ttl`.
@@ -240,6 +246,8 @@ pub struct SystemResolver {
     limits: DnsLimits,
     family: LookupFamily,
     cache: Cache,
+    /// Refresh timers running, one per cached name.
+    timers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SystemResolver {
@@ -249,6 +257,7 @@ impl SystemResolver {
             limits: DnsLimits::default(),
             family: LookupFamily::All,
             cache: Cache::default(),
+            timers: Arc::default(),
         }
     }
 
@@ -301,31 +310,36 @@ impl SystemResolver {
     fn store(&self, host: &str, port: u16, ips: Arc<[IpAddr]>, now: Instant) {
         let mut cache = self.lock();
         let cache = cache.entry(port).or_default();
+        if let Some(e) = cache.get_mut(host) {
+            e.ips = ips;
+            e.last_used = now;
+            return;
+        }
         // Lookups of several new names at once may all have been admitted;
         // as in Envoy, where two threads can race past max_hosts, the few
         // extra are let through, but not kept.
-        if !cache.contains_key(host) && cache.len() >= self.limits.max_hosts {
+        if cache.len() >= self.limits.max_hosts {
             return;
         }
-        let new = cache
-            .insert(
-                host.to_string(),
-                Entry {
-                    ips,
-                    last_used: now,
-                },
-            )
-            .is_none();
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cache.insert(
+            host.to_string(),
+            Entry {
+                ips,
+                last_used: now,
+                id,
+            },
+        );
         // The name's refresh timer, on the runtime (unit tests of the cache
         // alone run without one).
-        if let (true, Ok(rt)) = (new, tokio::runtime::Handle::try_current()) {
-            rt.spawn(refresh_timer(
-                self.cache.clone(),
-                host.to_string(),
-                port,
-                self.limits,
-                self.family,
-            ));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (cache, host, timers) = (self.cache.clone(), host.to_string(), self.timers.clone());
+            let (limits, family) = (self.limits, self.family);
+            timers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            rt.spawn(async move {
+                refresh_timer(cache, host, port, id, limits, family).await;
+                timers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            });
         }
     }
 
@@ -364,6 +378,7 @@ async fn refresh_timer(
     cache: Cache,
     host: String,
     port: u16,
+    id: u64,
     limits: DnsLimits,
     family: LookupFamily,
 ) {
@@ -376,6 +391,7 @@ async fn refresh_timer(
             };
             match names.get(&host) {
                 None => return,
+                Some(e) if e.id != id => return,
                 Some(e) if e.last_used.elapsed() >= limits.host_ttl => {
                     names.remove(&host);
                     return;
@@ -385,8 +401,8 @@ async fn refresh_timer(
         }
         if let Ok(ips) = lookup(&host, family).await {
             match lock(&cache).get_mut(&port).and_then(|n| n.get_mut(&host)) {
-                Some(e) => e.ips = ips,
-                None => return,
+                Some(e) if e.id == id => e.ips = ips,
+                _ => return,
             }
         }
     }
@@ -600,5 +616,26 @@ mod tests {
         // Unused from now on: gone after host_ttl, with no other call.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(r.cached_hosts(), 0);
+    }
+
+    /// A name dropped and cached again while its old timer sleeps gets one
+    /// timer, not two: the old one sees a newer entry and ends.
+    #[tokio::test]
+    async fn a_name_cached_again_has_one_timer() {
+        let r = SystemResolver::new(Pins::default()).with_limits(DnsLimits {
+            refresh: Duration::from_millis(100),
+            host_ttl: Duration::from_secs(300),
+            max_hosts: 8,
+        });
+        r.resolve("localhost", 443).await.unwrap();
+        let first = r.lock()[&443]["localhost"].id;
+        r.lock().get_mut(&443).unwrap().remove("localhost");
+        r.resolve("localhost", 443).await.unwrap();
+        let second = r.lock()[&443]["localhost"].id;
+        assert_ne!(first, second);
+        // Both timers have fired at least once: the first has ended.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(r.lock()[&443]["localhost"].id, second);
+        assert_eq!(r.timers.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }
