@@ -294,8 +294,25 @@ pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Vio
         }
         _ => object,
     };
+    // The API server skips the CEL rules after a type, required, enum or
+    // size error (`hasBlockingErr`, apiextensions-apiserver
+    // `customresource/strategy.go`); an unknown field, which it prunes,
+    // does not stop them.
+    let mut blocking = false;
     let mut out: Vec<Violation> = validator
         .iter_errors(target)
+        .inspect(|e| {
+            use jsonschema::error::ValidationErrorKind as K;
+            blocking |= matches!(
+                e.kind(),
+                K::Type { .. }
+                    | K::Required { .. }
+                    | K::Enum { .. }
+                    | K::MaxLength { .. }
+                    | K::MaxItems { .. }
+                    | K::MaxProperties { .. }
+            )
+        })
         .map(|e| Violation {
             path: e
                 .instance_path()
@@ -312,15 +329,12 @@ pub fn validate(api_version: &str, kind: &str, object: &Value) -> Option<Vec<Vio
         Family::Kubernetes => out.extend(server_checks(kind, object)),
         Family::Istio => {
             out.extend(metadata_strings(object));
-            // CEL rules run on what the schema let through, as in the API
-            // server, where a value of the wrong type never reaches them.
-            if out.is_empty() {
-                out.extend(rules::check(schema, target).into_iter().map(|b| Violation {
-                    path: b.path,
-                    message: b.message,
-                    help: None,
-                }));
-            }
+            let broken = rules::check(schema, target, !blocking);
+            out.extend(broken.into_iter().map(|b| Violation {
+                path: b.path,
+                message: b.message,
+                help: None,
+            }));
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
@@ -550,6 +564,46 @@ mod tests {
             validate("networking.istio.io/v1alpha3", "EnvoyFilter", &ef).unwrap(),
             []
         );
+    }
+
+    /// As the API server: an enum (or type, required, size) error stops the
+    /// CEL rules; an unknown field does not.
+    #[test]
+    fn cel_rules_run_unless_a_blocking_error_came_first() {
+        let se = |extra: (&str, &str)| {
+            let mut spec = json!({"hosts": ["a.example.com"],
+                "ports": [{"number": 443, "name": "a", "protocol": "TLS"},
+                          {"number": 443, "name": "b", "protocol": "TLS"}]});
+            spec[extra.0] = json!(extra.1);
+            let v = validate(
+                "networking.istio.io/v1",
+                "ServiceEntry",
+                &json!({"spec": spec}),
+            );
+            v.unwrap()
+                .into_iter()
+                .map(|v| v.message)
+                .collect::<Vec<_>>()
+        };
+        let pruned = se(("locaton", "MESH_EXTERNAL"));
+        assert!(
+            pruned
+                .iter()
+                .any(|m| m == "port number cannot be duplicated"),
+            "{pruned:?}"
+        );
+        let blocked = se(("resolution", "NON"));
+        assert!(
+            !blocked.iter().any(|m| m.contains("duplicated")),
+            "{blocked:?}"
+        );
+        assert!(!blocked.is_empty());
+        // List-map keys are checked apart from the CEL rules, blocked or not.
+        let same_names = json!({"spec": {"hosts": ["a.example.com"], "resolution": "NON",
+            "ports": [{"number": 443, "name": "a", "protocol": "TLS"},
+                      {"number": 8443, "name": "a", "protocol": "TLS"}]}});
+        let v = validate("networking.istio.io/v1", "ServiceEntry", &same_names).unwrap();
+        assert!(v.iter().any(|v| v.message.contains("same name")), "{v:?}");
     }
 
     #[test]

@@ -18,21 +18,22 @@ pub struct Broken {
     pub message: String,
 }
 
-/// Every rule of `schema` that `instance` breaks, walking the schema's
-/// `properties`, `items` and `additionalProperties` along the instance;
-/// also the duplicates a `x-kubernetes-list-type` forbids.
-pub fn check(schema: &Value, instance: &Value) -> Vec<Broken> {
+/// The duplicates a `x-kubernetes-list-type` forbids and, with `cel`,
+/// every rule of `schema` that `instance` breaks, walking the schema's
+/// `properties`, `items` and `additionalProperties` along the instance.
+pub fn check(schema: &Value, instance: &Value, cel: bool) -> Vec<Broken> {
     let mut out = Vec::new();
-    walk(schema, instance, &mut Vec::new(), &mut out);
+    walk(schema, instance, cel, &mut Vec::new(), &mut out);
     out
 }
 
-fn walk(schema: &Value, v: &Value, path: &mut Vec<String>, out: &mut Vec<Broken>) {
+fn walk(schema: &Value, v: &Value, cel: bool, path: &mut Vec<String>, out: &mut Vec<Broken>) {
     for r in schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .filter(|_| cel)
     {
         let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
         if holds(rule, v) == Some(false) {
@@ -52,7 +53,7 @@ fn walk(schema: &Value, v: &Value, path: &mut Vec<String>, out: &mut Vec<Broken>
                     .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
                 if let Some(sub) = sub {
                     path.push(k.clone());
-                    walk(sub, child, path, out);
+                    walk(sub, child, cel, path, out);
                     path.pop();
                 }
             }
@@ -62,7 +63,7 @@ fn walk(schema: &Value, v: &Value, path: &mut Vec<String>, out: &mut Vec<Broken>
             if let Some(sub) = schema.get("items") {
                 for (i, child) in items.iter().enumerate() {
                     path.push(i.to_string());
-                    walk(sub, child, path, out);
+                    walk(sub, child, cel, path, out);
                     path.pop();
                 }
             }

@@ -5,11 +5,12 @@
 //! rules the API server adds: a Service name that is no DNS-1035 label, a
 //! container port name over 15 characters. The CRDs' CEL rules
 //! (`x-kubernetes-validations`, such as "port number cannot be duplicated"
-//! on a ServiceEntry) are checked once the schema passes, as the API server
-//! does, and so are the keys of `x-kubernetes-list-type: map` lists (two
-//! ServiceEntry ports of the same name). Values are checked as kubectl sends them: it reads YAML 1.1, where
-//! a plain `yes`, `on` or `y` is a boolean, so such a word where a string
-//! belongs is reported.
+//! on a ServiceEntry) are checked unless a type, required, enum or size
+//! error came first, as the API server does, and so are the keys of
+//! `x-kubernetes-list-type: map` lists (two ServiceEntry ports of the same
+//! name). Values are checked as kubectl sends them: it reads YAML 1.1,
+//! where a plain `yes`, `on` or `y` is a boolean, so such a word where a
+//! string belongs is reported.
 //!
 //! ## Why is this bad?
 //! A misspelt field is dropped or rejected: `sniHost: [...]` instead of
