@@ -471,6 +471,13 @@ fn sni_hosts(m: &Node) -> Option<&Node> {
     m.get("sniHosts").or_else(|| m.get("sni_hosts"))
 }
 
+/// The gateways a route match applies to: its own `gateways`, else its
+/// VirtualService's.
+fn match_gateways(m: &Node, vs_gateways: &[String]) -> Vec<String> {
+    m.get("gateways")
+        .map_or_else(|| vs_gateways.to_vec(), |g| gateway_names(Some(g)))
+}
+
 fn gateway_names(n: Option<&Node>) -> Vec<String> {
     match n {
         None => vec!["mesh".to_string()],
@@ -506,12 +513,9 @@ impl GatewayRouted {
             let at_gateway = |route: &Node| {
                 let matches = route.list("match");
                 matches.is_empty()
-                    || matches.iter().any(|m| {
-                        m.get("gateways")
-                            .map_or(vs_gws.clone(), |g| gateway_names(Some(g)))
-                            .iter()
-                            .any(|g| g != "mesh")
-                    })
+                    || matches
+                        .iter()
+                        .any(|m| match_gateways(m, &vs_gws).iter().any(|g| g != "mesh"))
             };
             if !spec
                 .list("tls")
@@ -523,10 +527,7 @@ impl GatewayRouted {
             }
             let mut hosts = strings(spec.get("hosts"));
             for m in spec.list("tls").iter().flat_map(|r| r.list("match")) {
-                let gws = m
-                    .get("gateways")
-                    .map_or(vs_gws.clone(), |g| gateway_names(Some(g)));
-                if gws.iter().any(|g| g != "mesh") {
+                if match_gateways(m, &vs_gws).iter().any(|g| g != "mesh") {
                     hosts.extend(strings(sni_hosts(m)));
                 }
             }
@@ -609,10 +610,7 @@ fn recognise_routes(objs: &[Obj], f: &mut Found) -> Result<Vec<(String, Option<S
                 .filter_map(|r| r.get("destination"))
                 .collect();
             for m in route.list("match") {
-                let gws = m
-                    .get("gateways")
-                    .map(|g| gateway_names(Some(g)))
-                    .unwrap_or_else(|| vs_gws.clone());
+                let gws = match_gateways(m, &vs_gws);
                 let Some(sni) = sni_hosts(m) else { continue };
                 if gws.iter().any(|g| g == "mesh") {
                     if !bound_to_gateway {
