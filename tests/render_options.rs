@@ -327,3 +327,18 @@ fn kubectl_kustomize_builds_every_layout() {
         assert_eq!(ids(&built), ids(&manifest), "{file}");
     }
 }
+
+/// The port limit is 16: sixteen upstream ports render and lint clean.
+/// (Seventeen are refused: `tests/errors/ports-too-many.yaml`.)
+#[test]
+fn sixteen_ports_are_accepted() {
+    let ports: Vec<String> = (0..16).map(|i| (9000 + i).to_string()).collect();
+    let text = format!(
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: many\nspec:\n  ports: [{}]\n  domains: [\"*.wikipedia.org\"]\n",
+        ports.join(", ")
+    );
+    let (cfg, _) = config::parse("many.yaml", &text, &Overrides::default()).unwrap();
+    assert_eq!(cfg.ports.len(), 16);
+    let r = render::render(&cfg).unwrap();
+    assert_lints_clean("many.yaml", &cfg, &r.manifest);
+}
