@@ -327,3 +327,42 @@ fn kubectl_kustomize_builds_every_layout() {
         assert_eq!(ids(&built), ids(&manifest), "{file}");
     }
 }
+
+/// The port limit is 16: sixteen upstream ports render and lint clean.
+/// (Seventeen are refused: `tests/errors/ports-too-many.yaml`.)
+#[test]
+fn sixteen_ports_are_accepted() {
+    let ports: Vec<String> = (0..16).map(|i| (9000 + i).to_string()).collect();
+    let text = format!(
+        "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: many\nspec:\n  ports: [{}]\n  domains: [\"*.wikipedia.org\"]\n",
+        ports.join(", ")
+    );
+    let (cfg, _) = config::parse("many.yaml", &text, &Overrides::default()).unwrap();
+    assert_eq!(cfg.ports.len(), 16);
+    let r = render::render(&cfg).unwrap();
+    assert_lints_clean("many.yaml", &cfg, &r.manifest);
+}
+
+/// DNS durations in every unit reach Envoy as protobuf JSON seconds.
+#[test]
+fn dns_durations_in_hours_and_minutes_are_rendered_in_seconds() {
+    let text = "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: dns\nspec:\n  domains: [\"*.wikipedia.org\"]\n  dns:\n    refreshRate: 5m\n    hostTtl: 2h\n";
+    let (cfg, _) = config::parse("dns.yaml", text, &Overrides::default()).unwrap();
+    let manifest = render::render(&cfg).unwrap().manifest;
+    assert!(
+        manifest.contains("dns_refresh_rate: \"300s\""),
+        "{manifest}"
+    );
+    assert!(manifest.contains("host_ttl: \"7200s\""), "{manifest}");
+    assert_lints_clean("dns.yaml", &cfg, &manifest);
+}
+
+/// `minReplicas` may equal `maxReplicas` (1 <= min <= max).
+#[test]
+fn autoscaling_with_min_equal_to_max_is_accepted() {
+    let text = "apiVersion: egressgen.io/v1alpha1\nkind: EgressGateway\nmetadata:\n  name: hpa\nspec:\n  domains: [\"*.wikipedia.org\"]\n  gateway:\n    autoscaling:\n      minReplicas: 3\n      maxReplicas: 3\n    resources:\n      requests: {cpu: 250m}\n";
+    let (cfg, _) = config::parse("hpa.yaml", text, &Overrides::default()).unwrap();
+    let manifest = render::render(&cfg).unwrap().manifest;
+    assert!(manifest.contains("minReplicas: 3"), "{manifest}");
+    assert!(manifest.contains("maxReplicas: 3"), "{manifest}");
+}
