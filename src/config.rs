@@ -1117,18 +1117,6 @@ fn port_maps(name: &str, spec: &Spec) -> Result<Vec<PortMap>, Error> {
                 "change spec.gateway.servicePort, which carries the first upstream port",
             ));
         }
-        if let Some(m) = maps
-            .iter()
-            .find(|m| m.target == service || m.service == target)
-        {
-            return Err(fail(
-                format!(
-                    "the Service port and gateway port of upstream port {p} ({service} -> {target}) cross those of upstream port {} ({} -> {}); Istio would bind the Gateway server to the wrong port",
-                    m.upstream, m.service, m.target
-                ),
-                "change spec.gateway.servicePort or spec.gateway.targetPort so the ranges do not overlap",
-            ));
-        }
         if ISTIO_RESERVED_PORTS.contains(&target) {
             return Err(fail(
                 format!(
