@@ -502,10 +502,16 @@ mod tests {
         }
     }
 
+    /// A resolver with these limits, in seconds.
     fn resolver(refresh: u64, host_ttl: u64, max_hosts: usize) -> SystemResolver {
+        resolver_ms(refresh * 1000, host_ttl * 1000, max_hosts)
+    }
+
+    /// A resolver with these limits, in milliseconds.
+    fn resolver_ms(refresh: u64, host_ttl: u64, max_hosts: usize) -> SystemResolver {
         SystemResolver::new(Pins::default()).with_limits(DnsLimits {
-            refresh: Duration::from_secs(refresh),
-            host_ttl: Duration::from_secs(host_ttl),
+            refresh: Duration::from_millis(refresh),
+            host_ttl: Duration::from_millis(host_ttl),
             max_hosts,
         })
     }
@@ -589,11 +595,7 @@ mod tests {
     /// whether or not it is used, and drops it once unused for `host_ttl`.
     #[tokio::test]
     async fn a_timer_refreshes_each_name_and_drops_it_when_unused() {
-        let r = SystemResolver::new(Pins::default()).with_limits(DnsLimits {
-            refresh: Duration::from_millis(50),
-            host_ttl: Duration::from_millis(400),
-            max_hosts: 8,
-        });
+        let r = resolver_ms(50, 400, 8);
         r.resolve("localhost", 443).await.unwrap();
         let stale: Arc<[IpAddr]> = vec![IpAddr::from([10, 0, 0, 1])].into();
         r.lock()
@@ -622,11 +624,7 @@ mod tests {
     /// timer, not two: the old one sees a newer entry and ends.
     #[tokio::test]
     async fn a_name_cached_again_has_one_timer() {
-        let r = SystemResolver::new(Pins::default()).with_limits(DnsLimits {
-            refresh: Duration::from_millis(100),
-            host_ttl: Duration::from_secs(300),
-            max_hosts: 8,
-        });
+        let r = resolver_ms(100, 300_000, 8);
         r.resolve("localhost", 443).await.unwrap();
         let first = r.lock()[&443]["localhost"].id;
         r.lock().get_mut(&443).unwrap().remove("localhost");
